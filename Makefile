@@ -1,0 +1,38 @@
+# Two commands: `make reproduce` (whole pipeline) and `make test` (test suite).
+# Both create .venv when it is missing and (re)install the project when
+# pyproject.toml or requirements.lock changed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ghuda-installed
+CORES ?= all
+PYTEST_ARGS ?=
+
+.PHONY: reproduce test lint venv lock clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+# Re-pin the transitive dependency set from the current .venv.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable --exclude ghuda > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

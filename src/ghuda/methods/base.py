@@ -1,0 +1,110 @@
+"""The contract between UDA methods and the training engine.
+
+A method owns its networks (backbone plus heads), declares its parameter groups, and for each
+training iteration yields one or more `Stage`s. A stage holds named losses computed from one
+forward pass, the parameter groups it updates, and the loss pairs to harmonize (REFERENCE
+1.4). The engine backpropagates each stage — harmonized pairs through the configured
+harmonizer, every other loss as a plain sum — and steps the named groups' optimizers before
+asking the method for its next stage, so a multi-step method (MCD's steps A/B/C) computes each
+stage's forward pass with the weights the previous stage left.
+
+Methods never see target labels: `Batch` carries none.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training iteration's data: labelled source, unlabelled target."""
+
+    x_src: Tensor
+    y_src: Tensor
+    x_tgt: Tensor
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training is: `step` counts from 0 to `total_steps - 1`."""
+
+    step: int
+    total_steps: int
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(self.total_steps, 1)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two losses whose gradients are harmonized, in the released order (REFERENCE 1.4).
+
+    `measure` names the parameter groups on which the angle and weights are computed.
+    """
+
+    first: str
+    second: str
+    measure: tuple[str, ...]
+
+
+@dataclass
+class Stage:
+    """One optimisation step of an iteration.
+
+    `losses` are all backpropagated once: those named in `pairs` through the harmonizer, the
+    others summed plainly. Only the groups in `step` are updated. `reevaluate`, when given,
+    recomputes the same losses with parameters substituted by name (``torch.func``-style
+    mapping from `Method.named_parameters()` names to tensors); harmonizers that look ahead
+    (MetaAlign) need it.
+    """
+
+    name: str
+    losses: dict[str, Tensor]
+    step: tuple[str, ...]
+    pairs: tuple[Pair, ...] = ()
+    reevaluate: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = field(
+        default=None, repr=False)
+
+
+class Method(nn.Module, ABC):
+    """Base class of UDA methods; subclasses register with `ghuda.methods.register`.
+
+    Subclasses set `name` (by registration), may set `requires_backbone` (e.g. "vit"), and
+    implement `param_groups`, `stages` and `predict`.
+    """
+
+    name: ClassVar[str] = ""
+    requires_backbone: ClassVar[str | None] = None
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+
+    @abstractmethod
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Disjoint named parameter groups covering every trainable parameter."""
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Learning-rate multiplier per group: 1 for the backbone, 10 for new layers (1.5)."""
+        return {g: (1.0 if g == "backbone" else 10.0) for g in self.param_groups()}
+
+    @abstractmethod
+    def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
+        """Yield the stages of one training iteration, in order."""
+
+    @abstractmethod
+    def predict(self, x: Tensor) -> Tensor:
+        """Class logits used for evaluation."""
+
+    def features(self, x: Tensor) -> Tensor:
+        """Features for visualisation (t-SNE); the backbone output by default."""
+        return self.backbone(x)
