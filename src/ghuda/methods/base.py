@@ -47,11 +47,15 @@ class Pair:
     """Two losses whose gradients are harmonized, in the released order (REFERENCE 1.4).
 
     `measure` names the parameter groups on which the angle and weights are computed.
+    `scales` are constant loss weights applied after harmonization: the update is
+    ``scales[0]*w1*g1 + scales[1]*w2*g2`` with (w1, w2) computed on the unscaled g1, g2 — how
+    the released code applies CDAN/GVB's trade-off and DWL's T (REFERENCE 1.4).
     """
 
     first: str
     second: str
     measure: tuple[str, ...]
+    scales: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
