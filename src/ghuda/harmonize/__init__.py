@@ -6,8 +6,13 @@ Public API::
     harmonize(name, g1, g2, **options) -> Harmonized      # on flat 1-D tensors
     make(name, **options) -> Harmonizer                   # .backward(loss1, loss2, params, measure)
 
+Options: ``mode`` ("direct": two backward passes, or "weighted_loss": the released three-pass
+procedure; vector harmonizers only), ``t`` for ghpp/ghpp_exact (default 0.5, in [0, 1]),
+``seed`` for agr_rand. `ghuda.harmonize.base` documents the backward semantics (measure scope,
+accumulation into ``.grad``) and the fallback of every degenerate case.
+
 Adding a harmonizer: one module with a class decorated by ``@register("name")``, plus its
-name in `MODULES` below.
+name in `MODULES` below. A harmonizer that owns its own step subclasses `Harmonizer`.
 """
 
 from __future__ import annotations
@@ -19,30 +24,35 @@ from torch import Tensor
 
 from ghuda.harmonize.base import (
     Coefficients,
+    ConflictHarmonizer,
     ElementwiseHarmonizer,
     Harmonized,
     Harmonizer,
+    NonFiniteGradientError,
     PairStats,
     VectorHarmonizer,
 )
 from ghuda.harmonize.registry import make, names, register
 
 # Modules that register harmonizers on import, in the order tables show them.
-MODULES = ("sum", "gh")
+MODULES = ("sum", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum", "agr_rand")
 for _module in MODULES:
     importlib.import_module(f"ghuda.harmonize.{_module}")
 
 
 def harmonize(name: str, g1: Tensor, g2: Tensor, **options: Any) -> Harmonized:
-    """Harmonize two flat gradients with the harmonizer `name`."""
+    """Harmonize two flat gradients with the harmonizer `name` (a fresh instance)."""
     return make(name, **options).harmonize(g1, g2)
 
 
 __all__ = [
+    "MODULES",
     "Coefficients",
+    "ConflictHarmonizer",
     "ElementwiseHarmonizer",
     "Harmonized",
     "Harmonizer",
+    "NonFiniteGradientError",
     "PairStats",
     "VectorHarmonizer",
     "harmonize",

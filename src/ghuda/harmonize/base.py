@@ -1,4 +1,4 @@
-"""Harmonizer base classes: pair statistics, coefficient form, and the two-pass backward.
+"""Harmonizer base classes: the result type, the coefficient form, and the two-pass backward.
 
 A harmonizer turns the gradients g1 = grad L1 and g2 = grad L2 (REFERENCE 1.1) into one update.
 Two families exist:
@@ -7,12 +7,32 @@ Two families exist:
   coefficients that depend only on d = <g1, g2>, |g1|^2 and |g2|^2:
   ``h1 = a11 g1 + a12 g2``, ``h2 = a21 g1 + a22 g2``, ``update = h1 + h2 = w1 g1 + w2 g2``.
   Because the coefficients are scalars, `backward` accumulates the three reductions tensor by
-  tensor and never builds a flat copy of the model;
-* element-wise harmonizers (agr_sum, agr_rand) decide per coordinate; they cannot be written
-  as a weighted loss and report ``w1 = w2 = None``.
+  tensor and never builds a flat copy of the model. They also offer ``mode="weighted_loss"``,
+  the released three-pass procedure (REFERENCE 1.4);
+* element-wise harmonizers (agr_sum, agr_rand; REFERENCE 2) decide coordinate by coordinate
+  from the signs of g1 and g2; they have no weighted-loss form and report ``w1 = w2 = None``.
 
-Reductions are accumulated in float64 whatever the gradient dtype, so norms from 1e-20 to 1e20
-and float16/bfloat16 gradients neither overflow nor underflow.
+`backward` semantics shared by both families:
+
+* it ACCUMULATES into ``.grad`` like ``loss.backward()`` (zero the gradients first), so several
+  pairs can be harmonized into the same parameters; a parameter reached by neither loss keeps
+  its ``.grad`` untouched (as ``loss.backward()`` would), so optimizers skip it;
+* `measure` (default `params`) is the scope on which the angle, weights and element-wise
+  statistics are computed. Measure tensors that are not in `params` serve the statistics only
+  (their ``.grad`` is not written). Parameters outside `measure` receive ``w1*g1 + w2*g2`` of
+  their own gradients — for element-wise harmonizers the plain sum ``g1 + g2``;
+* cost: exactly two backward passes in "direct" mode, three in "weighted_loss" mode.
+
+Degenerate cases (documented fallbacks, reported in the ``fallback`` statistic):
+
+* ``"zero_gradient"``: a gradient is exactly zero on the measure scope; the angle is undefined
+  and every harmonizer returns the plain sum (which is then the other gradient);
+* ``"antiparallel"``: `ghpp_exact` only (see there); GH and PCGrad have an exact, finite limit;
+* ``"weighted_loss_overflow"``: in weighted-loss mode, a weighted loss would overflow its dtype
+  (weights beyond ~1e38 when the two norms differ by ~1e20); the already computed gradients are
+  then written directly, which gives the same update;
+* ``"no_agreeing_coordinate"``: `agr_rand` only (see there);
+* non-finite gradients (inf/NaN) raise `NonFiniteGradientError` naming the loss.
 """
 
 from __future__ import annotations
@@ -26,12 +46,40 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ghuda.harmonize.grads import GradientPair, accumulate_grad, task_gradients
+from ghuda.harmonize.numerics import (
+    NonFiniteGradientError,
+    PairStats,
+    add_to,
+    linear_combination,
+    pair_stats,
+    saturate,
+)
+
 MODES = ("direct", "weighted_loss")
+Stats = dict[str, float | bool | str | None]
+
+__all__ = [
+    "MODES",
+    "PLAIN_SUM",
+    "Coefficients",
+    "ConflictHarmonizer",
+    "ElementwiseHarmonizer",
+    "Harmonized",
+    "Harmonizer",
+    "NonFiniteGradientError",
+    "PairStats",
+    "VectorHarmonizer",
+    "trivial_coefficients",
+]
 
 
 @dataclass(frozen=True)
 class Harmonized:
-    """Result of harmonizing two flat gradients (`ghuda.harmonize.harmonize`)."""
+    """Result of harmonizing two flat gradients (`ghuda.harmonize.harmonize`).
+
+    ``update == h1 + h2`` for every harmonizer; `fallback` names a degenerate case or is None.
+    """
 
     update: Tensor
     h1: Tensor
@@ -40,41 +88,7 @@ class Harmonized:
     w2: float | None
     cos: float
     conflict: bool
-
-
-@dataclass(frozen=True)
-class PairStats:
-    """Reductions of a gradient pair over the measure scope, in float64 (REFERENCE 1.1)."""
-
-    dot: float
-    sq1: float
-    sq2: float
-
-    @property
-    def norm1(self) -> float:
-        return math.sqrt(self.sq1)
-
-    @property
-    def norm2(self) -> float:
-        return math.sqrt(self.sq2)
-
-    @property
-    def cos(self) -> float:
-        """Cosine of the angle, clamped to [-1, 1]; 0 when either gradient is zero."""
-        if not (self.sq1 > 0.0 and self.sq2 > 0.0):
-            return 0.0
-        cos = (self.dot / self.norm1) / self.norm2  # two divisions: |g1||g2| may overflow
-        return max(-1.0, min(1.0, cos))
-
-    @property
-    def theta(self) -> float:
-        """Angle between g1 and g2 in radians, in [0, pi]."""
-        return math.acos(self.cos)
-
-    @property
-    def conflict(self) -> bool:
-        """Conflict means an obtuse angle, d < 0 (REFERENCE 1.1)."""
-        return self.cos < 0.0
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,81 +109,64 @@ class Coefficients:
     def w2(self) -> float:
         return self.a12 + self.a22
 
+    def update_sq(self, stats: PairStats) -> float:
+        """|w1 g1 + w2 g2|^2 from the pair's reductions."""
+        w1, w2 = self.w1, self.w2
+        return max(w1 * w1 * stats.sq1 + 2.0 * w1 * w2 * stats.dot + w2 * w2 * stats.sq2, 0.0)
+
 
 PLAIN_SUM = Coefficients(1.0, 0.0, 0.0, 1.0)
 
 
-def pair_stats(g1: Sequence[Tensor | None], g2: Sequence[Tensor | None]) -> PairStats:
-    """Accumulate <g1, g2>, |g1|^2 and |g2|^2 tensor by tensor in float64 (None counts as 0)."""
-    dot = sq1 = sq2 = 0.0
-    for a, b in zip(g1, g2, strict=True):
-        a64 = None if a is None else a.detach().reshape(-1).double()
-        b64 = None if b is None else b.detach().reshape(-1).double()
-        if a64 is not None:
-            sq1 += float(torch.dot(a64, a64))
-        if b64 is not None:
-            sq2 += float(torch.dot(b64, b64))
-        if a64 is not None and b64 is not None:
-            dot += float(torch.dot(a64, b64))
-    return PairStats(dot=dot, sq1=sq1, sq2=sq2)
+def trivial_coefficients(stats: PairStats) -> Coefficients | None:
+    """The plain sum when there is nothing to harmonize (a zero gradient, or no conflict)."""
+    if stats.has_zero:
+        return Coefficients(1.0, 0.0, 0.0, 1.0, fallback="zero_gradient")
+    if not stats.conflict:
+        return PLAIN_SUM
+    return None
 
 
-def linear_combination(a: Tensor | None, wa: float, b: Tensor | None, wb: float,
-                       like: Tensor) -> Tensor:
-    """wa*a + wb*b in the dtype of `like`, computed in float32 or wider and saturated.
-
-    Half-precision gradients are combined in float32 and clamped to the dtype's finite range,
-    so large harmonization weights cannot create an Inf.
-    """
-    work = torch.promote_types(like.dtype, torch.float32)
-    out = torch.zeros(like.shape, dtype=work, device=like.device)
-    if a is not None and wa != 0.0:
-        out.add_(a.detach().to(work), alpha=wa)
-    if b is not None and wb != 0.0:
-        out.add_(b.detach().to(work), alpha=wb)
-    if like.dtype != work:
-        info = torch.finfo(like.dtype)
-        out.clamp_(info.min, info.max)
-    return out.to(like.dtype)
+def _check_flat(g1: Tensor, g2: Tensor) -> None:
+    if g1.dim() != 1 or g2.dim() != 1 or g1.shape != g2.shape:
+        raise ValueError(f"harmonize expects two 1-D tensors of equal length, got shapes "
+                         f"{tuple(g1.shape)} and {tuple(g2.shape)}")
+    if g1.dtype != g2.dtype or not g1.is_floating_point():
+        raise ValueError(f"harmonize expects two floating-point tensors of one dtype, got "
+                         f"{g1.dtype} and {g2.dtype}")
+    if g1.device != g2.device:
+        raise ValueError(f"harmonize expects tensors on one device, got {g1.device} and "
+                         f"{g2.device}")
 
 
-def _unique(tensors: Iterable[Tensor]) -> list[Tensor]:
-    seen: set[int] = set()
-    out: list[Tensor] = []
-    for t in tensors:
-        if id(t) not in seen:
-            seen.add(id(t))
-            out.append(t)
-    return out
-
-
-def _task_grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool
-                ) -> list[Tensor | None]:
-    """Gradient of one loss w.r.t. `tensors`; None where the loss does not reach a tensor."""
-    if not loss.requires_grad:
-        return [None] * len(tensors)
-    return list(torch.autograd.grad(loss, tensors, retain_graph=retain_graph,
-                                    allow_unused=True))
-
-
-def _accumulate_grad(param: Tensor, grad: Tensor) -> None:
-    if param.grad is None:
-        param.grad = grad
-    else:
-        param.grad.add_(grad)
+def _stats_dict(stats: PairStats, w1: float | None, w2: float | None, update_sq: float,
+                fallback: str | None) -> Stats:
+    return {
+        "cos": stats.cos,
+        "angle_deg": math.degrees(stats.theta),
+        "conflict": stats.conflict,
+        "w1": w1,
+        "w2": w2,
+        "norm1": stats.norm1,
+        "norm2": stats.norm2,
+        "norm_update": math.sqrt(update_sq),
+        "fallback": fallback,
+    }
 
 
 class Harmonizer(ABC):
-    """Common interface; subclasses implement `VectorHarmonizer` or `ElementwiseHarmonizer`.
+    """Common interface of every harmonizer (`ghuda.harmonize.make` builds one).
 
     Options are keyword arguments validated by `__init__`; `mode` is "direct" (two backward
     passes, gradients written to ``.grad``) or "weighted_loss" (the released three-pass
     procedure: both gradients, then ``(w1*L1 + w2*L2).backward()``, REFERENCE 1.4).
+    Harmonizers that own their step (look-ahead methods) subclass this directly.
     """
 
     name: ClassVar[str] = ""
     elementwise: ClassVar[bool] = False
-    # Extra passes per harmonized step beyond one forward and one backward (cost accounting).
+    # Extra passes per harmonized step beyond one forward and one backward (cost accounting);
+    # instances in weighted_loss mode report extra_backward = 2.
     extra_forward: ClassVar[int] = 0
     extra_backward: ClassVar[int] = 1
 
@@ -181,6 +178,11 @@ class Harmonizer(ABC):
             raise ValueError(f"harmonizer {self.name!r} is element-wise and has no "
                              "weighted-loss form; use mode='direct'")
         self.mode = mode
+        if mode == "weighted_loss":
+            self.extra_backward = 2
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, mode={self.mode!r})"
 
     # ---- state, for checkpoints (harmonizers with random generators override) ----
     def state_dict(self) -> dict[str, Any]:
@@ -197,8 +199,12 @@ class Harmonizer(ABC):
     @abstractmethod
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True) -> dict[str, float | bool | None]:
-        """Accumulate the harmonized gradient of (loss1, loss2) into ``.grad`` of `params`."""
+                 with_stats: bool = True) -> Stats:
+        """Accumulate the harmonized gradient of (loss1, loss2) into ``.grad`` of `params`.
+
+        Returns the pair statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2,
+        norm_update (all on the measure scope) and fallback.
+        """
 
 
 class VectorHarmonizer(Harmonizer):
@@ -206,7 +212,7 @@ class VectorHarmonizer(Harmonizer):
 
     @abstractmethod
     def coefficients(self, stats: PairStats) -> Coefficients:
-        """The 2x2 coefficients for this pair; must be finite for every input."""
+        """The 2x2 coefficients for this pair; finite for every finite input."""
 
     def harmonize(self, g1: Tensor, g2: Tensor) -> Harmonized:
         _check_flat(g1, g2)
@@ -215,67 +221,143 @@ class VectorHarmonizer(Harmonizer):
         h1 = linear_combination(g1, c.a11, g2, c.a12, like=g1)
         h2 = linear_combination(g1, c.a21, g2, c.a22, like=g1)
         update = linear_combination(g1, c.w1, g2, c.w2, like=g1)
-        return Harmonized(update=update, h1=h1, h2=h2, w1=c.w1, w2=c.w2,
-                          cos=stats.cos, conflict=stats.conflict)
+        return Harmonized(update=update, h1=h1, h2=h2, w1=c.w1, w2=c.w2, cos=stats.cos,
+                          conflict=stats.conflict, fallback=c.fallback)
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True) -> dict[str, float | bool | None]:
-        params = _unique(params)
-        measure_list = params if measure is None else _unique(measure)
-        if not with_stats and self.name == "sum" and self.mode == "direct":
-            # Plain sum without statistics: one backward pass suffices.
-            (loss1 + loss2).backward(inputs=params, retain_graph=retain_graph)
-            return {}
-        tensors = _unique([*params, *measure_list])
-        index = {id(t): i for i, t in enumerate(tensors)}
-        third_pass = self.mode == "weighted_loss"
-        g1 = _task_grads(loss1, tensors, retain_graph=True)
-        g2 = _task_grads(loss2, tensors, retain_graph=retain_graph or third_pass)
-        m = [index[id(t)] for t in measure_list]
-        stats = pair_stats([g1[i] for i in m], [g2[i] for i in m])
+                 with_stats: bool = True) -> Stats:
+        weighted = self.mode == "weighted_loss"
+        pair = task_gradients(loss1, loss2, params, measure,
+                              keep_graph=retain_graph or weighted)
+        stats = pair_stats(*pair.on_measure())
         c = self.coefficients(stats)
-        if third_pass:
-            (c.w1 * loss1 + c.w2 * loss2).backward(inputs=params, retain_graph=retain_graph)
-        else:
-            for p in params:
-                i = index[id(p)]
-                _accumulate_grad(p, linear_combination(g1[i], c.w1, g2[i], c.w2, like=p))
-        update_sq = c.w1**2 * stats.sq1 + 2 * c.w1 * c.w2 * stats.dot + c.w2**2 * stats.sq2
-        return {
-            "cos": stats.cos,
-            "angle_deg": math.degrees(stats.theta),
-            "conflict": stats.conflict,
-            "w1": c.w1,
-            "w2": c.w2,
-            "norm1": stats.norm1,
-            "norm2": stats.norm2,
-            "norm_update": math.sqrt(max(update_sq, 0.0)),
-            "fallback": c.fallback,
-        }
+        fallback = c.fallback
+        if weighted:
+            total = c.w1 * loss1 + c.w2 * loss2
+            if bool(torch.isfinite(total)):
+                if total.requires_grad:
+                    total.backward(inputs=pair.params, retain_graph=retain_graph)
+                return _stats_dict(stats, c.w1, c.w2, c.update_sq(stats), fallback)
+            fallback = "weighted_loss_overflow"
+        for p in pair.params:
+            a, b = pair.of(p)
+            if a is not None or b is not None:
+                accumulate_grad(p, linear_combination(a, c.w1, b, c.w2, like=p))
+            pair.release(p)
+        return _stats_dict(stats, c.w1, c.w2, c.update_sq(stats), fallback)
 
 
-def _check_flat(g1: Tensor, g2: Tensor) -> None:
-    if g1.dim() != 1 or g2.dim() != 1 or g1.shape != g2.shape:
-        raise ValueError(f"harmonize expects two 1-D tensors of equal length, got shapes "
-                         f"{tuple(g1.shape)} and {tuple(g2.shape)}")
+class ConflictHarmonizer(VectorHarmonizer):
+    """Vector harmonizers that act only under conflict: the plain sum otherwise."""
+
+    @abstractmethod
+    def on_conflict(self, stats: PairStats) -> Coefficients:
+        """Coefficients for a conflicting pair of nonzero gradients (d < 0)."""
+
+    def coefficients(self, stats: PairStats) -> Coefficients:
+        trivial = trivial_coefficients(stats)
+        return self.on_conflict(stats) if trivial is None else trivial
 
 
 class ElementwiseHarmonizer(Harmonizer):
-    """Harmonizers that decide coordinate by coordinate (gradient surgery, REFERENCE 2).
+    """Sign-agreement gradient surgery, coordinate by coordinate (REFERENCE 2).
 
-    Subclasses implement `reduce` (statistics summed over the measure scope, tensor by tensor)
-    and `combine` (the harmonized update and parts of one tensor given those totals).
-    Parameters outside the measure scope receive the plain sum g1 + g2.
+    A coordinate CONFLICTS when g1 and g2 have strictly opposite signs there. Agreeing
+    coordinates (including those where one gradient is exactly zero) receive the plain sum;
+    conflicting ones receive `fill` (zero for Agr-Sum, scaled noise for Agr-Rand), split equally
+    between h1 and h2 so that ``update == h1 + h2``. `reduce` gives per-tensor statistics whose
+    sums over the measure scope `fill` may use (accumulated tensor by tensor, one sync).
+
+    Mansilla et al.'s code keeps a coordinate only when all signs are equal AND nonzero; here a
+    zero is not a conflict, because in UDA some parameters (heads) are reached by one loss only
+    and would otherwise never be updated.
     """
 
     elementwise = True
+    extra_backward = 1
+
+    def reduce(self, agree_sum: Tensor, conflict: Tensor) -> Tensor:
+        """Per-tensor statistics (1-D float64) summed over the measure scope; none by default."""
+        return torch.zeros(0, dtype=torch.float64, device=agree_sum.device)
 
     @abstractmethod
-    def reduce(self, g1: Tensor, g2: Tensor) -> dict[str, float]:
-        """Per-tensor statistics whose sums over the measure scope `combine` needs."""
+    def fill(self, conflict: Tensor, dtype: torch.dtype, totals: Sequence[float]
+             ) -> Tensor | None:
+        """Values at conflicting coordinates (shape of `conflict`, `dtype`), or None for 0."""
 
-    @abstractmethod
-    def combine(self, g1: Tensor, g2: Tensor, totals: dict[str, float]
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """(update, h1, h2) for one tensor."""
+    def fallback(self, totals: Sequence[float]) -> str | None:
+        """Name of a degenerate case given the measure-scope totals (None: regular)."""
+        return None
+
+    # ---- per-tensor machinery shared by `harmonize` and `backward` ----
+    @staticmethod
+    def _split(a: Tensor | None, b: Tensor | None, like: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        """(a, b, conflict mask) in the working dtype; None counts as zeros."""
+        work = torch.promote_types(like.dtype, torch.float32)
+        zero = torch.zeros(like.shape, dtype=work, device=like.device)
+        a = zero if a is None else a.detach().to(work)
+        b = zero if b is None else b.detach().to(work)
+        conflict = (torch.sign(a) * torch.sign(b)) < 0
+        return a, b, conflict
+
+    def _totals(self, pair_grads: Iterable[tuple[Tensor | None, Tensor | None, Tensor]]
+                ) -> list[float]:
+        total: Tensor | None = None
+        for a, b, like in pair_grads:
+            a, b, conflict = self._split(a, b, like)
+            total = add_to(total, self.reduce(torch.where(conflict, 0.0, a + b), conflict))
+        return [] if total is None else total.tolist()
+
+    def _surgery(self, a: Tensor | None, b: Tensor | None, like: Tensor,
+                 totals: Sequence[float]) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """(a, b, conflict, fill) for one tensor, in the working dtype."""
+        a, b, conflict = self._split(a, b, like)
+        return a, b, conflict, self.fill(conflict, a.dtype, totals)
+
+    @staticmethod
+    def _update(a: Tensor, b: Tensor, conflict: Tensor, filled: Tensor | None,
+                dtype: torch.dtype) -> Tensor:
+        return saturate(torch.where(conflict, 0.0 if filled is None else filled, a + b), dtype)
+
+    def harmonize(self, g1: Tensor, g2: Tensor) -> Harmonized:
+        _check_flat(g1, g2)
+        stats = pair_stats([g1], [g2])
+        totals = self._totals([(g1, g2, g1)])
+        a, b, conflict, filled = self._surgery(g1, g2, g1, totals)
+        half = 0.0 if filled is None else filled / 2
+        return Harmonized(
+            update=self._update(a, b, conflict, filled, g1.dtype),
+            h1=saturate(torch.where(conflict, half, a), g1.dtype),
+            h2=saturate(torch.where(conflict, half, b), g1.dtype),
+            w1=None, w2=None, cos=stats.cos, conflict=stats.conflict,
+            fallback=self._fallback(stats, totals))
+
+    def _fallback(self, stats: PairStats, totals: Sequence[float]) -> str | None:
+        return "zero_gradient" if stats.has_zero else self.fallback(totals)
+
+    def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
+                 measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
+                 with_stats: bool = True) -> Stats:
+        """Two backward passes; measure tensors are processed (and noise drawn) in order."""
+        pair: GradientPair = task_gradients(loss1, loss2, params, measure,
+                                            keep_graph=retain_graph)
+        stats = pair_stats(*pair.on_measure())
+        totals = self._totals((*pair.of(t), t) for t in pair.measure)
+        update_sq: Tensor | None = None
+        for t in pair.measure:
+            a, b = pair.of(t)
+            update = self._update(*self._surgery(a, b, t, totals), t.dtype)
+            flat = update.reshape(-1).double()
+            update_sq = add_to(update_sq, torch.dot(flat, flat))
+            if pair.is_param(t) and (a is not None or b is not None):
+                accumulate_grad(t, update)
+            pair.release(t)
+        for p in pair.params:
+            a, b = pair.of(p)
+            if not pair.in_measure(p) and (a is not None or b is not None):
+                accumulate_grad(p, linear_combination(a, 1.0, b, 1.0, like=p))
+            pair.release(p)
+        return _stats_dict(stats, None, None, 0.0 if update_sq is None else float(update_sq),
+                           self._fallback(stats, totals))

@@ -1,14 +1,39 @@
 """`sum`: the plain sum g1 + g2, the baseline every method uses without harmonization."""
 
-from ghuda.harmonize.base import PLAIN_SUM, Coefficients, PairStats, VectorHarmonizer
+from collections.abc import Iterable
+
+from torch import Tensor
+
+from ghuda.harmonize.base import PLAIN_SUM, Coefficients, Stats, VectorHarmonizer
+from ghuda.harmonize.grads import check_loss, scope
+from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
 
 
 @register("sum")
 class Sum(VectorHarmonizer):
-    """w1 = w2 = 1 always. Without statistics, `backward` is a single backward pass."""
+    """w1 = w2 = 1 always.
 
-    extra_backward = 0
+    ``backward(..., with_stats=False)`` in direct mode is a single backward pass of
+    ``loss1 + loss2`` (what a training loop without harmonization does) and returns ``{}``;
+    with statistics it costs two passes, like every other harmonizer.
+    """
+
+    extra_backward = 0  # the engine calls it with with_stats=False
 
     def coefficients(self, stats: PairStats) -> Coefficients:
         return PLAIN_SUM
+
+    def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
+                 measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
+                 with_stats: bool = True) -> Stats:
+        if with_stats or self.mode != "direct":
+            return super().backward(loss1, loss2, params, measure, retain_graph=retain_graph,
+                                    with_stats=with_stats)
+        check_loss(loss1, "loss1")
+        check_loss(loss2, "loss2")
+        param_list, _ = scope(params, measure)
+        total = loss1.reshape(()) + loss2.reshape(())
+        if total.requires_grad:
+            total.backward(inputs=param_list, retain_graph=retain_graph)
+        return {}
