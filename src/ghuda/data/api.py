@@ -1,0 +1,154 @@
+"""One data API for every dataset (issue 3, item 4; REFERENCE section 3).
+
+Splits:
+- "train" / "val": the fixed, stratified 90/10 split used for a *source* domain (recorded in
+  the manifest for digits-mini; a seeded function of the sorted image list otherwise). For
+  datasets with an official train/test split (Digits, DomainNet) it splits the official train.
+- "all": the whole domain (the transductive target; for Digits / DomainNet train + test).
+- "test": the official test part (Digits, DomainNet only).
+
+`uda_splits` applies the standard protocol: target_train is the target's unlabeled training
+data ("all", or the official "train"), target_eval is "all" (transductive) or the official
+"test" where the dataset has one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ghuda.data import registry
+from ghuda.data.datasets import ArrayImageDataset, ImageListDataset
+from ghuda.data.paths import DatasetNotFoundError, data_root
+from ghuda.data.registry import DatasetSpec, Part
+from ghuda.data.splits import train_val_indices
+from ghuda.data.transforms import Transform
+
+MANIFEST = "manifest.json"  # written last by every build/register: its presence = complete
+Root = str | os.PathLike[str] | None
+
+
+def datasets() -> list[str]:
+    """Names of all known datasets."""
+    return list(registry.SPECS)
+
+
+def domains(dataset: str) -> list[str]:
+    return list(registry.spec(dataset).domains)
+
+
+def class_names(dataset: str) -> list[str]:
+    return list(registry.class_names(dataset))
+
+
+def num_classes(dataset: str) -> int:
+    return len(registry.class_names(dataset))
+
+
+def dataset_dir(dataset: str, root: Root = None) -> Path:
+    """`<data root>/<name>`, whether or not it exists."""
+    return data_root(root) / registry.spec(dataset).name
+
+
+def require(dataset: str, root: Root = None) -> Path:
+    """The dataset's directory; DatasetNotFoundError naming the path and the command if absent."""
+    s = registry.spec(dataset)
+    path = data_root(root) / s.name
+    if not (path / MANIFEST).is_file():
+        raise DatasetNotFoundError(
+            f"{s.title} is not available: {path / MANIFEST} does not exist. "
+            f"Get it with: {s.obtain.format(dir=path)}   (data root: {data_root(root)}; "
+            "set $GHUDA_DATA or pass root= to use another)")
+    return path
+
+
+def _read_part(s: DatasetSpec, path: Path, domain: str, split: str) -> tuple[Part, np.ndarray]:
+    """The official part holding `split` and the indices of `split` inside it."""
+    read = registry.backend(s).read
+    if split == "all" and s.official_test:
+        train, test = read(path, domain, "train"), read(path, domain, "test")
+        return _concat(train, test), np.arange(len(train.labels) + len(test.labels))
+    part = read(path, domain, "test" if split == "test" else
+                ("train" if s.official_test else "all"))
+    if split in ("all", "test"):
+        return part, np.arange(len(part.labels))
+    if part.val_indices is not None:
+        val = part.val_indices
+        train = np.setdiff1d(np.arange(len(part.labels)), val)
+    else:
+        train, val = train_val_indices(part.labels, s.name, domain)
+    return part, (train if split == "train" else val)
+
+
+def _concat(a: Part, b: Part) -> Part:
+    labels = np.concatenate([a.labels, b.labels])
+    if a.images is not None and b.images is not None:
+        return Part(labels=labels, images=np.concatenate([a.images, b.images]))
+    if a.base != b.base:
+        raise ValueError(f"cannot join parts under different roots {a.base} and {b.base}")
+    return Part(labels=labels, samples=[*a.samples, *b.samples], base=a.base)
+
+
+def load(dataset: str, domain: str, split: str, *, root: Root = None,
+         transform: Transform | None = None) -> Dataset:
+    """A torch Dataset of `(float image C x H x W, int label)` for one domain and split.
+
+    `transform` maps a PIL RGB image to a tensor; None selects the dataset's default (digits:
+    3 x 32 x 32 in [-1, 1], held in memory, with `.tensors`; images: the eval transform).
+    """
+    s = registry.spec(dataset)
+    registry.check_domain(s, domain)
+    if split not in registry.splits(s):
+        raise ValueError(f"{s.name} has no split {split!r}; choose from "
+                         f"{', '.join(registry.splits(s))}")
+    path = require(s.name, root)
+    part, idx = _read_part(s, path, domain, split)
+    names = registry.class_names(s.name)
+    label = f"{s.name}/{domain}/{split}"
+    if part.images is not None:
+        return ArrayImageDataset(part.images[idx], part.labels[idx], names, transform, label)
+    if transform is None:
+        from ghuda.data.transforms import imagenet_eval
+
+        transform = imagenet_eval()
+    return ImageListDataset(part.base, [part.samples[i] for i in idx], names, transform, label)
+
+
+@dataclass
+class UDASplits:
+    """Everything one adaptation task needs (REFERENCE section 3: transductive protocol)."""
+
+    source_train: Dataset
+    source_val: Dataset
+    target_train: Dataset
+    target_eval: Dataset
+    num_classes: int
+    class_names: list[str]
+
+
+def uda_splits(dataset: str, source: str, target: str, *, root: Root = None,
+               train_transform: Transform | None = None,
+               eval_transform: Transform | None = None) -> UDASplits:
+    """Source train/val, unlabeled target train and target evaluation sets of a task."""
+    s = registry.spec(dataset)
+    if source == target:
+        raise ValueError(f"source and target are the same domain {source!r}")
+    target_train_split = "train" if s.official_test else "all"
+    target_eval_split = "test" if s.official_test else "all"
+    if train_transform is None and not s.digit_like:
+        from ghuda.data.transforms import imagenet_train
+
+        train_transform = imagenet_train()
+    return UDASplits(
+        source_train=load(s.name, source, "train", root=root, transform=train_transform),
+        source_val=load(s.name, source, "val", root=root, transform=eval_transform),
+        target_train=load(s.name, target, target_train_split, root=root,
+                          transform=train_transform),
+        target_eval=load(s.name, target, target_eval_split, root=root, transform=eval_transform),
+        num_classes=num_classes(s.name),
+        class_names=class_names(s.name),
+    )

@@ -1,0 +1,264 @@
+"""digits-mini: the embedded default benchmark (issue 3, item 1; REFERENCE section 3).
+
+Three domains of 32x32 RGB digits, 10 classes, built only from data that installed packages
+ship, so that the default pipeline runs offline:
+
+- `synth`: digits rendered with matplotlib's TrueType fonts (random font, size, position
+  jitter, small rotation, stroke width, foreground/background colours, blur and noise);
+- `optdigits`: scikit-learn's `load_digits` (1797 real handwritten 8x8 digits), upscaled;
+- `optdigits_m`: optdigits blended over random patches of scikit-learn's sample photographs,
+  the MNIST-M recipe (`|patch - digit|` per channel, Ganin & Lempitsky 2015).
+
+Output (`<out>/`): one `<domain>.npz` per domain (uint8 `images` N x 32 x 32 x 3, uint8
+`labels`), written byte-deterministically (stored zip, fixed timestamps), and `manifest.json`
+with counts, class balance, the fixed stratified 90/10 train/val split of every domain (each
+domain can be a source), sha256 of every file, the generator version and the seed.
+The bytes depend only on the seed and the pinned packages (numpy, Pillow, matplotlib,
+scikit-learn); `EXPECTED` in `digits_mini_expected.json` records the checksum for seed 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ghuda.data.registry import Part
+from ghuda.data.splits import VAL_FRACTION, stratified_val_indices
+
+GENERATOR_VERSION = 1
+NAME = "digits_mini"
+DOMAINS = ("synth", "optdigits", "optdigits_m")
+CLASS_NAMES = tuple(str(d) for d in range(10))
+SIZE = 32
+SYNTH_PER_CLASS = 300
+DEFAULT_SEED = 0
+MANIFEST = "manifest.json"
+EXPECTED_FILE = Path(__file__).with_name("digits_mini_expected.json")
+
+# Fixed allow-list: only faces that draw ordinary lining digits (no symbol/size variants).
+FONTS = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+)
+_CANVAS = 64  # synth digits are drawn at 2x and box-downsampled to SIZE
+
+
+def _domain_rng(seed: int, domain: str) -> np.random.Generator:
+    """Independent, order-free stream per domain (changing one domain leaves the others)."""
+    return np.random.default_rng([seed, DOMAINS.index(domain)])
+
+
+def _luminance(rgb: np.ndarray) -> float:
+    return float(rgb @ np.array([0.299, 0.587, 0.114]))
+
+
+def _font_paths() -> list[Path]:
+    import matplotlib
+
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    paths = [ttf / name for name in FONTS]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"matplotlib fonts needed by digits-mini are missing: {missing}")
+    return paths
+
+
+def render_synth(rng: np.random.Generator, per_class: int = SYNTH_PER_CLASS) -> tuple[
+        np.ndarray, np.ndarray]:
+    """Render `per_class` images of each digit; returns (uint8 N x 32 x 32 x 3, uint8 N)."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    fonts = _font_paths()
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
+    labels = labels[rng.permutation(labels.size)]
+    images = np.empty((labels.size, SIZE, SIZE, 3), dtype=np.uint8)
+    cache: dict[tuple[int, int], ImageFont.FreeTypeFont] = {}
+    for i, label in enumerate(labels):
+        font_idx, font_size = int(rng.integers(len(fonts))), int(rng.integers(30, 50))
+        key = (font_idx, font_size)
+        if key not in cache:
+            cache[key] = ImageFont.truetype(str(fonts[font_idx]), font_size)
+        bg = rng.integers(0, 256, 3)
+        fg = rng.integers(0, 256, 3)
+        while abs(_luminance(fg) - _luminance(bg)) < 80:  # keep the digit legible
+            fg = rng.integers(0, 256, 3)
+        centre = _CANVAS / 2 + rng.uniform(-6, 6, 2)
+        mask = Image.new("L", (_CANVAS, _CANVAS), 0)
+        ImageDraw.Draw(mask).text(tuple(centre), str(label), fill=255, font=cache[key],
+                                  anchor="mm", stroke_width=int(rng.integers(0, 3)),
+                                  stroke_fill=255)
+        mask = mask.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR,
+                           center=tuple(centre))
+        blur = float(rng.uniform(0, 1.2))
+        if blur > 0.3:
+            mask = mask.filter(ImageFilter.GaussianBlur(blur))
+        mask = mask.resize((SIZE, SIZE), Image.Resampling.BOX)
+        alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+        img = alpha * fg.astype(np.float32) + (1 - alpha) * bg.astype(np.float32)
+        img += rng.normal(0.0, rng.uniform(0, 10), img.shape).astype(np.float32)
+        images[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def upscale_optdigits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 handwritten digits (8x8, 0..16) as white-on-black 32x32 RGB.
+
+    Bilinear upscaling to 28x28 inside a 2-pixel black border (the MNIST framing).
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    inner = SIZE - 4
+    images = np.zeros((len(digits.target), SIZE, SIZE, 3), dtype=np.uint8)
+    for i, img8 in enumerate(digits.images):
+        small = Image.fromarray(np.rint(img8 * (255.0 / 16.0)).astype(np.uint8), mode="L")
+        big = np.asarray(small.resize((inner, inner), Image.Resampling.BILINEAR))
+        images[i, 2:2 + inner, 2:2 + inner, :] = big[..., None]
+    return images, digits.target.astype(np.uint8)
+
+
+def blend_over_patches(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """MNIST-M recipe: `|patch - digit|` with a random 32x32 crop of a sample photograph."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [np.asarray(p, dtype=np.int16) for p in load_sample_images().images]
+    out = np.empty_like(images)
+    for i, digit in enumerate(images):
+        photo = photos[int(rng.integers(len(photos)))]
+        y = int(rng.integers(photo.shape[0] - SIZE + 1))
+        x = int(rng.integers(photo.shape[1] - SIZE + 1))
+        patch = photo[y:y + SIZE, x:x + SIZE]
+        out[i] = np.abs(patch - digit.astype(np.int16)).astype(np.uint8)
+    return out
+
+
+def generate_domain(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one domain for `seed`."""
+    rng = _domain_rng(seed, domain)
+    if domain == "synth":
+        return render_synth(rng)
+    images, labels = upscale_optdigits()
+    if domain == "optdigits":
+        return images, labels
+    if domain == "optdigits_m":
+        return blend_over_patches(images, rng), labels
+    raise ValueError(f"unknown digits-mini domain {domain!r}; choose from {DOMAINS}")
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an .npz whose bytes depend only on the arrays (no timestamps, no compression)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dump_json(obj: object) -> bytes:
+    """Canonical JSON bytes (sorted keys, fixed separators, trailing newline)."""
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build(out: str | os.PathLike[str], seed: int = DEFAULT_SEED) -> dict:
+    """Generate every domain into `out` and write `manifest.json` last; returns the manifest.
+
+    A directory holding a manifest is complete: the manifest is removed first and rewritten
+    only after every array file is in place.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    domains: dict[str, dict] = {}
+    for domain in DOMAINS:
+        images, labels = generate_domain(domain, seed)
+        val = stratified_val_indices(labels, _domain_rng(seed + 10_000, domain))
+        write_npz(out / f"{domain}.npz", images=images, labels=labels)
+        counts = np.bincount(labels, minlength=len(CLASS_NAMES))
+        domains[domain] = {
+            "file": f"{domain}.npz",
+            "sha256": sha256_file(out / f"{domain}.npz"),
+            "count": int(labels.size),
+            "class_counts": [int(c) for c in counts],
+            "split": {"train_count": int(labels.size - val.size), "val_count": int(val.size),
+                      "val_indices": [int(i) for i in val]},
+        }
+    manifest = {
+        "dataset": NAME, "generator_version": GENERATOR_VERSION, "seed": seed,
+        "image_shape": [SIZE, SIZE, 3], "class_names": list(CLASS_NAMES),
+        "val_fraction": VAL_FRACTION, "domains": domains,
+        "protocol": "source: fixed stratified 90/10 train/val split; "
+                    "target: whole domain, unlabeled for training, labels for evaluation "
+                    "(transductive)",
+    }
+    write_bytes_atomic(out / MANIFEST, dump_json(manifest))
+    return manifest
+
+
+def manifest_sha256(root: str | os.PathLike[str]) -> str:
+    """The recorded checksum: sha256 of `manifest.json` (which holds every file's sha256)."""
+    return sha256_file(Path(root) / MANIFEST)
+
+
+def expected() -> dict:
+    """The checksum recorded in the repository for the default seed."""
+    return json.loads(EXPECTED_FILE.read_text())
+
+
+def verify(root: str | os.PathLike[str]) -> dict:
+    """Check every file against the manifest; raise ValueError naming the first bad file."""
+    root = Path(root)
+    manifest = json.loads((root / MANIFEST).read_text())
+    for domain, entry in manifest["domains"].items():
+        path = root / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"digits-mini domain {domain!r}: {path} is missing")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise ValueError(f"digits-mini: checksum mismatch for {path}: "
+                             f"expected {entry['sha256']}, got {digest}")
+    return manifest
+
+
+def load_arrays(root: str | os.PathLike[str], domain: str) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images N x 32 x 32 x 3, int64 labels N) of one built domain."""
+    with np.load(Path(root) / f"{domain}.npz", allow_pickle=False) as z:
+        return z["images"], z["labels"].astype(np.int64)
+
+
+def read(root: Path, domain: str, part: str) -> Part:
+    """Backend for `ghuda.data.load`: a built domain with its recorded validation split."""
+    if part != "all":
+        raise ValueError(f"digits-mini has no official {part!r} part")
+    manifest = json.loads((root / MANIFEST).read_text())
+    images, labels = load_arrays(root, domain)
+    val = np.asarray(manifest["domains"][domain]["split"]["val_indices"], dtype=np.int64)
+    return Part(labels=labels, images=images, val_indices=val)
