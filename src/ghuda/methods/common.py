@@ -1,19 +1,87 @@
-"""Helpers shared by the UDA methods: entropies, discrepancies, domain losses, CDAN's map.
+"""Building blocks shared by the UDA methods (heads, losses, schedules, entropies, maps).
 
-Formulas are those of the released code (REFERENCE 1.4-1.5); each helper names the methods
-that use it.
+Facts from REFERENCE 1.4-1.5: the released CDAN/GVB network is backbone -> bottleneck
+(Linear, 256-d) -> classifier (Linear); the domain loss is binary cross-entropy with source
+labelled 1 and target 0, averaged over the joint batch; the gradient reversal coefficient
+follows ``grl_coefficient`` (``ghuda.models.heads``).
+
+Further helpers (entropies, classifier discrepancy, the entropy-conditioned domain loss of
+CDAN+E / GVB, CDAN's randomized multilinear map, `reevaluator` for `Stage.reevaluate`) follow
+the released code too; each names the methods that use it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ghuda.models.heads import reverse_gradient
+from ghuda.methods.base import Batch, StepInfo
+from ghuda.models.heads import grl_coefficient, init_linear, reverse_gradient
+
+
+class ClassifierHead(nn.Module):
+    """Optional Linear bottleneck followed by a Linear classifier (the released ResNetFc).
+
+    ``bottleneck_dim = 0`` classifies the backbone features directly.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, bottleneck_dim: int = 256) -> None:
+        super().__init__()
+        if bottleneck_dim < 0:
+            raise ValueError(f"bottleneck_dim must be >= 0, got {bottleneck_dim}")
+        self.bottleneck = nn.Linear(in_dim, bottleneck_dim) if bottleneck_dim else None
+        self.out_dim = bottleneck_dim or in_dim
+        self.fc = nn.Linear(self.out_dim, num_classes)
+        init_linear(self)
+
+    def embed(self, features: Tensor) -> Tensor:
+        """Bottleneck features (the input of the classifier and of the discriminators)."""
+        return features if self.bottleneck is None else self.bottleneck(features)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.embed(features)
+        return z, self.fc(z)
+
+    def groups(self) -> dict[str, list[nn.Parameter]]:
+        """{"bottleneck": ..., "classifier": ...}; no bottleneck group when there is none."""
+        out = {} if self.bottleneck is None else {"bottleneck": list(self.bottleneck.parameters())}
+        out["classifier"] = list(self.fc.parameters())
+        return out
+
+
+def joint_forward(backbone: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Backbone features of source and target from one forward pass of the joint batch."""
+    n = batch.x_src.shape[0]
+    features = backbone(torch.cat((batch.x_src, batch.x_tgt), dim=0))
+    return features[:n], features[n:]
+
+
+def grl_coeff(info: StepInfo, max_iter: float | None) -> float:
+    """Released reversal coefficient at this step; `max_iter` None uses the run length."""
+    return grl_coefficient(info.step, max_iter=float(max_iter or info.total_steps))
+
+
+def domain_adversarial_loss(discriminator: nn.Module, z_src: Tensor, z_tgt: Tensor,
+                            coeff: float) -> Tensor:
+    """BCE of a discriminator behind a gradient reversal layer (source = 1, target = 0).
+
+    The mean is over the joint batch, as in the released ``nn.BCELoss()``; logits are used for
+    numerical stability (identical value).
+    """
+    logits = discriminator(reverse_gradient(torch.cat((z_src, z_tgt), dim=0), coeff))
+    labels = torch.cat((torch.ones(z_src.shape[0], 1, device=logits.device),
+                        torch.zeros(z_tgt.shape[0], 1, device=logits.device)))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels)
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Source classification loss in float32 (also under mixed precision)."""
+    return F.cross_entropy(logits.float(), labels)
+
 
 LossFn = Callable[[], dict[str, Tensor]]
 
@@ -133,7 +201,3 @@ def check_in_unit(method: str, **values: float) -> None:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"method {method!r}: {key} must be in [0, 1], got {value}")
 
-
-def group_names(groups: Iterable[str], *exclude: str) -> tuple[str, ...]:
-    """Group names in order, without `exclude` (e.g. the released measure scopes)."""
-    return tuple(g for g in groups if g not in exclude)
