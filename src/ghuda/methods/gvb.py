@@ -1,0 +1,151 @@
+"""`gvb`: GVB-GD, gradually vanishing bridges on the generator and the discriminator.
+
+Cui et al., "Gradually Vanishing Bridge for Adversarial Domain Adaptation", CVPR 2020; facts
+from the GH release (`gvb/train_image.py`, `loss.py`, `network.py`; README: ``--GVBG 1
+--GVBD 1``).
+
+Network (released ``use_bottleneck=False``): backbone features f -> classifier
+``Linear(feature_dim, C)`` and generator bridge ``Linear(feature_dim, C)``; the class output is
+``classifier(f) - bridge(f)``. The discriminator reads the softmax of that output (not
+detached) through a gradient reversal layer (GRL): trunk
+``Linear(C, 1024)-ReLU-Dropout(0.5)-Linear(1024, 1024)-ReLU-Dropout(0.5)`` with two heads,
+``out`` and the discriminator bridge ``dbridge``; the domain logit is ``out - dbridge``.
+Source and target batches pass the backbone separately, as released.
+
+Losses (one stage "main" per iteration, every group stepped):
+
+- ``cls``: cross-entropy of the bridged source output;
+- ``transfer``: entropy-weighted domain BCE, weights ``exp(-H)`` (no +1, unlike CDAN+E)
+  normalised within each domain, GRL on H (`common.entropy_weighted_domain_loss`);
+- ``gvbg``: mean |bridge output| over source and target (GVB-G);
+- ``gvbd``: mean |dbridge output| (GVB-D).
+
+Harmonized pairs (REFERENCE 1.4), each harmonized independently, both measured on
+``backbone + classifier + bridge`` (released ``getgrad(base_network)``):
+
+1. L1 = ``transfer``, L2 = ``cls``; update ``trade_off*w1*g1 + w2*g2``;
+2. L1 = ``gvbg``, L2 = ``gvbd``; update ``gvbg_weight*w1*g1 + gvbd_weight*w2*g2`` — the
+   released ``config["GVBG"]*gh1_gd*gvbg + abs(config["GVBD"])*gh2_gd*gvbd``. ``gvbd``
+   reaches the generator only through the GRL, so its measured gradient is the reversed one.
+
+Parameter groups and lr multipliers: ``backbone`` x1, ``classifier`` x10, ``bridge`` x10,
+``discriminator`` x10 (released ``get_parameters``).
+
+GRL coefficient ``2/(1+exp(-10 i/grl_max_iter)) - 1``; released grl_max_iter 10000 for 8004
+iterations, default None = the run length (see `ghuda.methods.cdan`).
+
+Hyper-parameters (digits-mini default / released `RELEASED`): trade_off 1 / 1; gvbg_weight
+1 / 1; gvbd_weight 1 / 1; disc_hidden 1024 / 1024; grl_max_iter None (run length) / 10000.
+
+Simplifications: the bridges are always on (GVB-GD); ``gvbg_weight`` / ``gvbd_weight`` only
+weigh their losses (the released flag GVBG also switched the subtraction off at 0). The BCE
+uses the logits form instead of ``log(sigmoid + 1e-8)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
+from ghuda.methods.common import (
+    ClassifierHead,
+    check_positive,
+    cross_entropy,
+    entropy,
+    entropy_weighted_domain_loss,
+    grl_coeff,
+    params_of,
+    reevaluator,
+)
+from ghuda.methods.registry import register
+from ghuda.models.heads import init_linear, mlp, reverse_gradient
+
+MEASURE = ("backbone", "classifier", "bridge")
+
+
+class BridgedDiscriminator(nn.Module):
+    """Domain discriminator with a GVB-D bridge: returns (logit ``out - dbridge``, dbridge)."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(mlp(in_dim, [hidden], hidden, dropout=dropout),
+                                   nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, 1)
+        self.dbridge = nn.Linear(hidden, 1)
+        init_linear(self)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(x)
+        bridge = self.dbridge(h)
+        return self.out(h) - bridge, bridge
+
+
+@register("gvb")
+class GVB(Method):
+    """GVB-GD; see the module docstring for losses, pairs, groups and defaults."""
+
+    RELEASED: ClassVar[dict[str, Any]] = {
+        "trade_off": 1.0, "gvbg_weight": 1.0, "gvbd_weight": 1.0, "disc_hidden": 1024,
+        "grl_max_iter": 10000.0}
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
+                 trade_off: float = 1.0, gvbg_weight: float = 1.0, gvbd_weight: float = 1.0,
+                 disc_hidden: int = 1024, grl_max_iter: float | None = None) -> None:
+        super().__init__(backbone, feature_dim, num_classes)
+        check_positive("gvb", disc_hidden=disc_hidden)
+        if grl_max_iter is not None:
+            check_positive("gvb", grl_max_iter=grl_max_iter)
+        for key, value in {"trade_off": trade_off, "gvbg_weight": gvbg_weight,
+                           "gvbd_weight": gvbd_weight}.items():
+            if value < 0:
+                raise ValueError(f"method 'gvb': {key} must be >= 0, got {value}")
+        self.trade_off = float(trade_off)
+        self.gvbg_weight = float(gvbg_weight)
+        self.gvbd_weight = float(gvbd_weight)
+        self.grl_max_iter = grl_max_iter
+        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim=0)
+        self.bridge = nn.Linear(feature_dim, num_classes)
+        init_linear(self.bridge)
+        self.discriminator = BridgedDiscriminator(num_classes, disc_hidden)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"backbone": params_of(self.backbone), **self.head.groups(),
+                "bridge": params_of(self.bridge),
+                "discriminator": params_of(self.discriminator)}
+
+    def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(bridged class output, generator-bridge output)."""
+        bridge = self.bridge(features)
+        return self.head(features)[1] - bridge, bridge
+
+    def predict(self, x: Tensor) -> Tensor:
+        return self.heads(self.backbone(x))[0]
+
+    def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
+        """The four losses of one iteration with GRL coefficient `coeff`."""
+        n_src = batch.x_src.shape[0]
+        outs = [self.heads(self.backbone(x)) for x in (batch.x_src, batch.x_tgt)]
+        outputs = torch.cat([o[0] for o in outs])
+        bridges = torch.cat([o[1] for o in outs])
+        probs = F.softmax(outputs.float(), dim=1)
+        domain, dbridge = self.discriminator(reverse_gradient(probs, coeff))
+        return {
+            "transfer": entropy_weighted_domain_loss(domain, n_src, entropy(probs),
+                                                     offset=0.0, coeff=coeff),
+            "cls": cross_entropy(outs[0][0], batch.y_src),
+            "gvbg": bridges.abs().mean(),
+            "gvbd": dbridge.abs().mean(),
+        }
+
+    def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
+        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter))
+        pairs = (Pair("transfer", "cls", MEASURE, scales=(self.trade_off, 1.0)),
+                 Pair("gvbg", "gvbd", MEASURE, scales=(self.gvbg_weight, self.gvbd_weight)))
+        yield Stage("main", fn(), step=(*MEASURE, "discriminator"), pairs=pairs,
+                    reevaluate=reevaluator(self, fn))
