@@ -1,0 +1,203 @@
+"""Compute budget of another config's jobs (configs/paper.yaml), estimated from this run.
+
+The method is `METHOD` below; the output states it with the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import pandas as pd
+
+from ghuda.report.config import load_config
+from ghuda.report.grid import Run, expand_runs, run_config_for, split_task
+from ghuda.report.io import write_text, write_with
+from ghuda.report.render import Table, fmt, to_markdown
+from ghuda.report.tables import method_label
+
+METHOD = """\
+1. From this pipeline's runs (digits backbones, CPU), take the median step time s(m, v) of
+   every (method, harmonizer variant), and time here, on the same CPU with the runs' thread
+   count, one plain forward + backward of the run's backbone on one domain batch, u. Their
+   ratio R(m, v) = s / u is the cost of one training step in "backbone passes": it contains
+   the target forward, the heads, the harmonizer's extra backward passes, MCD's inner steps.
+2. Count the FLOPs of one forward + backward of the paper job's backbone at its input size
+   and per-domain batch with torch.utils.flop_counter (on the meta device), F.
+3. GPU time of a job = steps * R * F / P, plus the evaluation forwards (steps / eval_every
+   passes over the target domain's images and the source validation split), where P is the
+   sustained throughput that the target config assumes under `budget` (an assumption about
+   the GPU, not a measurement).
+Ignored: data loading, mixed precision beyond P, and the Python overhead of a tiny CPU model,
+which inflates R, so the estimate leans high.
+"""
+SOURCE_VAL_FRACTION = 0.1  # held-out source split evaluated with the target (engine default)
+DEFAULT_SIZE = {"digit_cnn": 32, "tiny_vit": 32}
+
+
+def _forward_backward(backbone, x) -> None:
+    feats = backbone(x)
+    feats.float().pow(2).mean().backward()
+
+
+@cache
+def backbone_flops(name: str, batch: int, size: int) -> tuple[float, float]:
+    """(forward FLOPs, forward + backward FLOPs) of backbone `name` on `batch` images of
+    size x size, counted on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ghuda.models import build_backbone
+
+    with torch.device("meta"):
+        backbone = build_backbone(name)
+        x = torch.empty(batch, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        feats = backbone(x)
+        fwd = counter.get_total_flops()
+        feats.float().pow(2).mean().backward()
+        total = counter.get_total_flops()
+    return float(fwd), float(total)
+
+
+@cache
+def cpu_pass_ms(name: str, batch: int, size: int, threads: int, repeats: int = 30) -> float:
+    """Median wall time (ms) of one forward + backward of backbone `name` on the CPU."""
+    import torch
+
+    from ghuda.models import build_backbone
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    backbone = build_backbone(name).train()
+    x = torch.randn(batch, 3, size, size)
+    times = []
+    for i in range(repeats + 5):
+        backbone.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        _forward_backward(backbone, x)
+        if i >= 5:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
+    """R(m, v) per (method, variant) of this pipeline: median step time / one backbone pass."""
+    rows = []
+    for (method, variant), frame in runs.groupby(["method", "variant"], sort=False):
+        first = frame.iloc[0]
+        rc = run_config_for(config, first["dataset"], first["task"], method, variant,
+                            int(first["seed"]))
+        backbone = rc.get("model", {}).get("backbone", first["backbone"])
+        batch = int(rc.get("train", {}).get("batch_size", 32))
+        threads = int(rc.get("train", {}).get("threads") or 1)
+        size = int(config["datasets"][first["dataset"]].get("image_size",
+                                                            DEFAULT_SIZE.get(backbone, 32)))
+        unit = cpu_pass_ms(backbone, batch, size, threads)
+        step = float(frame["step_ms_median"].median())
+        rows.append({"method": method, "variant": variant, "backbone": backbone,
+                     "batch": batch, "step_ms": step, "unit_ms": unit, "R": step / unit,
+                     "runs": len(frame)})
+    return pd.DataFrame(rows)
+
+
+def job_estimate(target: Mapping[str, Any], run: Run, ratio: float) -> dict[str, Any]:
+    """GPU hours of one job of the target config, given its R."""
+    rc = run.run_config
+    train = rc.get("train", {})
+    ds = target["datasets"][run.dataset]
+    backbone = rc.get("model", {}).get("backbone")
+    if backbone is None:
+        raise ValueError(f"{run.rel_dir}: the target config sets no model.backbone")
+    steps, batch = int(train["steps"]), int(train["batch_size"])
+    size = int(ds.get("image_size", 224))
+    _, fb = backbone_flops(backbone, batch, size)
+    fwd1, _ = backbone_flops(backbone, 1, size)
+    source, target_domain = split_task(run.task)
+    images = ds.get("domain_images", {})
+    eval_images = images.get(target_domain, 0) + SOURCE_VAL_FRACTION * images.get(source, 0)
+    evals = steps // int(train.get("eval_every", steps)) if train.get("eval_every") else 1
+    flops = steps * ratio * fb + evals * eval_images * fwd1
+    tflops = float(target["budget"]["sustained_tflops"])
+    hours = flops / (tflops * 1e12) / 3600
+    return {"dataset": run.dataset, "task": run.task, "method": run.method,
+            "variant": run.variant, "seed": run.seed, "backbone": backbone, "steps": steps,
+            "batch": batch, "R": ratio, "train_pflop": steps * ratio * fb / 1e15,
+            "eval_pflop": evals * eval_images * fwd1 / 1e15, "gpu_hours": hours,
+            "requested_min": run.resources["runtime"], "gpus": run.resources["gpu"]}
+
+
+def estimate(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str
+             ) -> tuple[pd.DataFrame, pd.DataFrame, Mapping[str, Any]]:
+    """(per-job estimates, measured ratios, target config)."""
+    target = load_config(target_path)
+    if "budget" not in target:
+        raise ValueError(f"{target_path}: no 'budget' section (gpu, sustained_tflops, basis); "
+                         "the estimate needs the GPU throughput it assumes")
+    ratios = measured_ratios(config, runs)
+    lookup = {(r.method, r.variant): r.R for r in ratios.itertuples()}
+    jobs, missing = [], set()
+    for run in expand_runs(target):
+        ratio = lookup.get((run.method, run.variant))
+        if ratio is None:
+            missing.add((run.method, run.variant))
+            continue
+        jobs.append(job_estimate(target, run, ratio))
+    if missing:
+        raise ValueError(f"{target_path}: no step-cost measurement in this pipeline for "
+                         f"(method, variant) {sorted(missing)}; add them to this config's grid")
+    return pd.DataFrame(jobs), ratios, target
+
+
+def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[str, Any],
+                    target_path: str) -> str:
+    """tables/compute_budget.md."""
+    gpu = target["budget"]
+    lines = [f"# Compute budget of `{target_path}` (estimate)", "",
+             f"Estimated GPU time of all **{len(jobs)} jobs** of `{target_path}`: "
+             f"**{jobs['gpu_hours'].sum():,.0f} GPU hours** on the assumed GPU "
+             f"({gpu['gpu']}, sustained {gpu['sustained_tflops']} TFLOP/s: "
+             f"{gpu['basis']}). Every job uses {int(jobs['gpus'].max())} GPU.", "",
+             "This is an **estimate**, not a measurement. Method:", "", METHOD, ""]
+    per_ds = Table(caption="Per dataset", columns=["Dataset", "jobs", "GPU hours",
+                                                  "median h/job", "max h/job",
+                                                  "jobs over requested runtime"],
+                   align="lrrrrr")
+    for ds, frame in jobs.groupby("dataset", sort=False):
+        over = int((frame["gpu_hours"] * 60 > frame["requested_min"]).sum())
+        per_ds.add([target["datasets"][ds].get("label", ds), str(len(frame)),
+                    f"{frame['gpu_hours'].sum():,.1f}", fmt(frame["gpu_hours"].median(), 2),
+                    fmt(frame["gpu_hours"].max(), 2), str(over)])
+    per_ds.add(["**total**", str(len(jobs)), f"{jobs['gpu_hours'].sum():,.1f}", "", "", ""])
+    per_m = Table(caption="Per dataset, method and variant (sum over tasks and seeds)",
+                  columns=["Dataset", "Method", "Variant", "backbone", "steps", "R",
+                           "jobs", "GPU hours", "requested min/job"], align="llllrrrrr")
+    for (ds, m, v), frame in jobs.groupby(["dataset", "method", "variant"], sort=False):
+        per_m.add([ds, method_label(m), target["variants"][v]["label"],
+                   frame["backbone"].iloc[0], str(int(frame["steps"].iloc[0])),
+                   fmt(frame["R"].iloc[0], 2), str(len(frame)),
+                   fmt(frame["gpu_hours"].sum(), 1), str(int(frame["requested_min"].max()))])
+    meas = Table(caption="Measured step costs on this machine (the R of step 1)",
+                 columns=["Method", "Variant", "backbone", "batch", "step (ms)",
+                          "1 pass (ms)", "R", "runs"], align="llllrrrr")
+    for r in ratios.itertuples():
+        meas.add([method_label(r.method), r.variant, r.backbone, str(r.batch),
+                  fmt(r.step_ms), fmt(r.unit_ms, 2), fmt(r.R, 2), str(r.runs)])
+    lines += [to_markdown(per_ds), to_markdown(per_m), to_markdown(meas),
+              "Every job is listed in `compute_budget_jobs.csv` (dataset, task, method, "
+              "variant, seed, backbone, steps, batch, R, train and eval PFLOP, GPU hours, "
+              "requested runtime).", ""]
+    return "\n".join(lines)
+
+
+def write_budget(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str,
+                 out_md: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> float:
+    """Write the budget table and the per-job CSV; returns the total GPU hours."""
+    jobs, ratios, target = estimate(config, runs, target_path)
+    write_with(out_csv, lambda tmp: jobs.round(6).to_csv(tmp, index=False))
+    write_text(out_md, budget_markdown(jobs, ratios, target, target_path))
+    return float(jobs["gpu_hours"].sum())

@@ -1,0 +1,111 @@
+"""`ghuda report <step>`: the pipeline's steps after training (each a Snakemake rule).
+
+    ghuda report aggregate --config C --out results/<name>/summary
+    ghuda report tables    --config C --summary S --reported R --out tables
+    ghuda report figure    NAME --config C --summary S --out figures
+    ghuda report verify    --config C --summary S --reported R --out tables/verify.md
+    ghuda report budget    --config C --target configs/paper.yaml --summary S --out F --jobs F
+    ghuda report index     --config C --tables tables --figures figures --out tables/README.md
+
+C is a pipeline config (configs/*.yaml, or the resolved results/<name>/pipeline_config.yaml).
+Errors name the file and key and exit with status 1; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ghuda.report.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghuda report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+
+    def add(name: str, help_: str, *args: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", required=True, help="pipeline config (YAML)")
+        for arg in args:
+            p.add_argument(f"--{arg}", required=True)
+        return p
+
+    add("aggregate", "collect run folders into summary tables", "out")
+    add("tables", "write the Markdown and LaTeX tables", "summary", "reported", "out")
+    fig = add("figure", "write one figure as PNG and PDF", "summary", "out")
+    fig.add_argument("name", help="figure name (ghuda.report.figures.FIGURES)")
+    add("verify", "compare reproduced and published numbers", "summary", "reported", "out")
+    add("budget", "estimate the GPU time of another config's jobs", "target", "summary",
+        "out", "jobs")
+    add("index", "write the index of tables and figures", "tables", "figures", "out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ghuda report`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"ghuda report {args.step}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.step == "aggregate":
+        from ghuda.report.aggregate import aggregate
+
+        paths = aggregate(config, args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
+    if args.step == "index":
+        from ghuda.report.index import index_markdown
+        from ghuda.report.io import write_text
+
+        write_text(args.out, index_markdown(config, args.tables, args.figures))
+        print(f"wrote {args.out}")
+        return 0
+    from ghuda.report.aggregate import load_summary
+
+    summary = load_summary(args.summary)
+    if args.step == "tables":
+        from ghuda.report.reported import load_reported
+        from ghuda.report.tables import build_tables, write_tables
+
+        written = write_tables(build_tables(config, summary["runs"],
+                                            load_reported(args.reported)), args.out)
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+    if args.step == "figure":
+        from ghuda.report.figures import make_figure
+
+        written = make_figure(args.name, config, summary, args.out)
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+    if args.step == "verify":
+        return _verify(config, summary, args)
+    if args.step == "budget":
+        from ghuda.report.budget import write_budget
+
+        hours = write_budget(config, summary["runs"], args.target, args.out, args.jobs)
+        print(f"wrote {args.out} and {args.jobs}: {hours:,.0f} GPU hours estimated")
+        return 0
+    raise AssertionError(args.step)  # argparse restricts the choices
+
+
+def _verify(config, summary, args: argparse.Namespace) -> int:
+    from ghuda.report.io import write_text
+    from ghuda.report.reported import load_reported
+    from ghuda.report.verify import DIFFERS, verdict_markdown, verdicts
+
+    table, counts, notes = verdicts(config, summary["runs"], load_reported(args.reported))
+    text = verdict_markdown(config, table, counts, notes)
+    write_text(args.out, text)
+    print(text)
+    if config.get("verify", {}).get("fail_on_mismatch") and counts[DIFFERS]:
+        print(f"ghuda report verify: {counts[DIFFERS]} number(s) differ beyond the tolerance "
+              "(verify.fail_on_mismatch is true)", file=sys.stderr)
+        return 1
+    return 0

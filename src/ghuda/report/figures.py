@@ -1,0 +1,429 @@
+"""Figures of a pipeline run (PNG at 300 dpi and PDF, sized for a paper column or page).
+
+Each builder takes the resolved config and the aggregated summary (`aggregate.load_summary`)
+and returns a matplotlib Figure; `FIGURES` maps the names of `ghuda.report.outputs` to them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ghuda.report.io import write_with
+from ghuda.report.tables import (
+    cost_frame,
+    method_label,
+    method_order,
+    metric_column,
+    row_variants,
+    task_label,
+)
+
+COLUMN_IN = 3.5  # one column of a two-column paper
+PAGE_IN = 7.16  # full text width
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2,
+    "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
+}
+HARMONIZER_CURVES = ("gh", "ghpp", "ghpp_exact")
+
+Summary = Mapping[str, pd.DataFrame]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _variant_label(config: Mapping[str, Any], variant: str) -> str:
+    return config["variants"][variant]["label"]
+
+
+def _no_data(ax, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _grid(n: int, ncols: int, width: float, row_height: float):
+    plt = _plt()
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _binned(frame: pd.DataFrame, value: str, bins: int = 20) -> pd.DataFrame:
+    """Per step bin and run: mean of `value`; then mean and std over runs per bin."""
+    if frame.empty:
+        return pd.DataFrame(columns=["step", "mean", "std"])
+    edges = np.linspace(frame["step"].min(), frame["step"].max() + 1, bins + 1)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    f = frame.assign(bin=np.clip(np.digitize(frame["step"], edges) - 1, 0, bins - 1))
+    per_run = f.groupby(["dataset", "task", "method", "variant", "seed", "bin"])[value].mean()
+    stats = per_run.groupby("bin").agg(["mean", "std"]).reset_index()
+    stats["step"] = centers[stats["bin"].to_numpy()]
+    return stats
+
+
+def _pair_name(row: pd.Series) -> str:
+    return f"{row['first']}|{row['second']}"
+
+
+def conflict_over_training(config: Mapping[str, Any], summary: Summary):
+    """Fraction of conflicting logged steps and cos(g1, g2) over training, baseline runs."""
+    plt = _plt()
+    baseline = config.get("tables", {}).get("baseline", "sum")
+    train = summary["train"]
+    train = train[train["variant"] == baseline].copy()
+    fig, (ax_c, ax_cos) = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.8), sharex=True,
+                                       layout="constrained")
+    if train.empty:
+        _no_data(ax_c, "no pair statistics logged by baseline runs")
+        _no_data(ax_cos)
+        return fig
+    train["pair_name"] = train.apply(_pair_name, axis=1)
+    train["conflict"] = train["conflict"].astype(str).str.lower().eq("true").astype(float)
+    for method in method_order(config):
+        mdata = train[train["method"] == method]
+        pairs = list(dict.fromkeys(mdata["pair_name"]))
+        for pair in pairs:
+            pdata = mdata[mdata["pair_name"] == pair]
+            label = method_label(method) + (f" ({pair})" if len(pairs) > 1 else "")
+            conf = _binned(pdata, "conflict")
+            cos = _binned(pdata, "cos")
+            (line,) = ax_c.plot(conf["step"], conf["mean"], label=label)
+            ax_cos.plot(cos["step"], cos["mean"], color=line.get_color())
+            ax_cos.fill_between(cos["step"], cos["mean"] - cos["std"].fillna(0),
+                                cos["mean"] + cos["std"].fillna(0), color=line.get_color(),
+                                alpha=0.15, linewidth=0)
+    ax_c.set_ylabel("conflicting steps (fraction)")
+    ax_c.set_ylim(-0.02, 1.02)
+    ax_cos.axhline(0.0, color="0.5", linewidth=0.6, linestyle=":")
+    ax_cos.set_ylabel(r"cos($g_1$, $g_2$)")
+    ax_cos.set_xlabel("training step")
+    fig.legend(loc="outside lower center", ncol=3, frameon=False)
+    fig.suptitle("Gradient conflict without harmonization\n(mean over runs; band: ±1 std)",
+                 fontsize=8)
+    return fig
+
+
+def _after_angles(name: str, options: Mapping[str, Any], cos: np.ndarray, n1: np.ndarray,
+                  n2: np.ndarray) -> np.ndarray:
+    """Angle (deg) between the harmonized parts h1, h2 of `ghuda.harmonize`, computed exactly
+    on 2-D pairs rebuilt from (cos, |g1|, |g2|): vector harmonizers depend on nothing else."""
+    import torch
+
+    import ghuda.harmonize
+
+    h = ghuda.harmonize.make(name, **options)
+    out = np.full(cos.shape, np.nan)
+    for i, (c, a, b) in enumerate(zip(cos, n1, n2, strict=True)):
+        if not (np.isfinite(c) and a > 0 and b > 0):
+            continue
+        c = float(np.clip(c, -1.0, 1.0))
+        g1 = torch.tensor([a, 0.0], dtype=torch.float64)
+        g2 = torch.tensor([b * c, b * math.sqrt(max(0.0, 1.0 - c * c))], dtype=torch.float64)
+        res = h.harmonize(g1, g2)
+        p, q = res.h1.double(), res.h2.double()
+        den = float(p.norm() * q.norm())
+        if den > 0:
+            out[i] = math.degrees(math.acos(max(-1.0, min(1.0, float(p @ q) / den))))
+    return out
+
+
+def angle_histograms(config: Mapping[str, Any], summary: Summary):
+    """Angle between g1 and g2 before harmonization, and between h1 and h2 after it."""
+    import ghuda.harmonize
+
+    train = summary["train"]
+    variants = [v for v in row_variants(config)
+                if config["variants"][v]["harmonizer"] != "sum"
+                and not getattr(ghuda.harmonize.make(config["variants"][v]["harmonizer"],
+                                                     **config["variants"][v].get("options", {})),
+                                "elementwise", False)
+                and (train["variant"] == v).any()]
+    fig, axes = _grid(max(1, len(variants)), 2, PAGE_IN, 1.9)
+    if not variants:
+        _no_data(axes[0], "no runs of a vector harmonizer")
+        return fig
+    bins = np.linspace(0, 180, 37)
+    for ax, variant in zip(axes, variants, strict=True):
+        spec = config["variants"][variant]
+        data = train[train["variant"] == variant].dropna(subset=["cos", "norm1", "norm2"])
+        before = data["angle_deg"].to_numpy(dtype=float)
+        after = _after_angles(spec["harmonizer"], spec.get("options", {}),
+                              data["cos"].to_numpy(float), data["norm1"].to_numpy(float),
+                              data["norm2"].to_numpy(float))
+        undefined = int(np.isnan(after).sum())
+        ax.hist(before, bins=bins, alpha=0.55, label=r"before: angle($g_1$, $g_2$)")
+        ax.hist(after[~np.isnan(after)], bins=bins, alpha=0.55,
+                label=r"after: angle($h_1$, $h_2$)")
+        ax.axvline(90, color="0.3", linewidth=0.7, linestyle=":")
+        title = f"{spec['label']} ({spec['harmonizer']}), {len(data)} logged pairs"
+        if undefined:
+            title += f"; {undefined} with a zero part"
+        ax.set_title(title)
+        ax.set_xlabel("angle (degrees)")
+        ax.set_ylabel("logged steps")
+        ax.set_xlim(0, 180)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+    return fig
+
+
+def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
+    """Target accuracy over training: baseline vs +GH vs +GH++ per method."""
+    evals = summary["eval"]
+    shown = [v for v in row_variants(config)[:3]]
+    methods = [m for m in method_order(config)
+               if (evals["method"] == m).any() and
+               evals[evals["method"] == m]["variant"].nunique() > 1]
+    fig, axes = _grid(max(1, len(methods)), 3, PAGE_IN, 1.8)
+    if not methods:
+        _no_data(axes[0], "no method with harmonized runs")
+        return fig
+    for ax, method in zip(axes, methods, strict=True):
+        mdata = evals[evals["method"] == method]
+        for variant in shown:
+            vdata = mdata[mdata["variant"] == variant]
+            if vdata.empty:
+                continue
+            # mean over tasks per (seed, step), then mean and std over seeds
+            per_seed = vdata.groupby(["seed", "step"])["target_acc"].mean().reset_index()
+            curve = per_seed.groupby("step")["target_acc"].agg(["mean", "std"]).reset_index()
+            (line,) = ax.plot(curve["step"], curve["mean"],
+                              label=_variant_label(config, variant))
+            ax.fill_between(curve["step"], curve["mean"] - curve["std"].fillna(0),
+                            curve["mean"] + curve["std"].fillna(0), color=line.get_color(),
+                            alpha=0.15, linewidth=0)
+        ax.set_title(method_label(method))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("target accuracy (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+    fig.suptitle("Target accuracy during training (mean over tasks; band: ±1 std over seeds)",
+                 fontsize=8)
+    return fig
+
+
+def ghpp_t_sensitivity(config: Mapping[str, Any], summary: Summary):
+    """Accuracy against the GH++ trade-off t, with the baseline and GH as references."""
+    plt = _plt()
+    tcfg = config["tables"]
+    sweep = tcfg["t_sweep"]
+    protocol = tcfg.get("protocol", "last")
+    col = metric_column(config, sweep["dataset"], protocol)
+    runs = summary["runs"]
+    data = runs[(runs["dataset"] == sweep["dataset"]) & (runs["task"] == sweep["task"])
+                & (runs["method"] == sweep["method"])]
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.4), layout="constrained")
+    ts, means, stds = [], [], []
+    for variant in sweep["variants"]:
+        vals = data[data["variant"] == variant][col]
+        if vals.empty:
+            continue
+        ts.append(config["variants"][variant]["options"]["t"])
+        means.append(vals.mean())
+        stds.append(vals.std(ddof=1) if len(vals) > 1 else 0.0)
+    order = np.argsort(ts)
+    ax.errorbar(np.asarray(ts)[order], np.asarray(means)[order], yerr=np.asarray(stds)[order],
+                marker="o", capsize=3, label="+GH++ (t)")
+    refs = [tcfg.get("baseline", "sum")] + [v for v in row_variants(config)
+                                            if config["variants"][v]["harmonizer"] == "gh"]
+    for variant, style in zip(refs[:2], ("--", ":"), strict=False):
+        vals = data[data["variant"] == variant][col]
+        if vals.empty:
+            continue
+        ax.axhline(vals.mean(), linestyle=style, color="0.3",
+                   label=f"{_variant_label(config, variant)} ({vals.mean():.1f})")
+    ax.set_xlabel("GH++ trade-off t")
+    ax.set_ylabel(f"target accuracy (%), `{protocol}`")
+    ax.set_title(f"{method_label(sweep['method'])}, {task_label(sweep['task'])} "
+                 f"(mean ± std over seeds)")
+    ax.legend(frameon=False)
+    return fig
+
+
+def _weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
+                   ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles."""
+    import torch
+
+    import ghuda.harmonize
+
+    h = ghuda.harmonize.make(name, **options)
+    w1, w2 = np.empty_like(angles_deg), np.empty_like(angles_deg)
+    for i, a in enumerate(np.radians(angles_deg)):
+        g1 = torch.tensor([ratio, 0.0], dtype=torch.float64)
+        g2 = torch.tensor([math.cos(a), math.sin(a)], dtype=torch.float64)
+        res = h.harmonize(g1, g2)
+        w1[i], w2[i] = res.w1, res.w2
+    return w1, w2
+
+
+def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
+    """w1, w2 against the angle for GH, GH++ and exact GH++: library curves on a grid
+    (|g1| = |g2| solid, |g1| = 3|g2| dashed) and the logged training points."""
+    import ghuda.harmonize
+
+    names = [n for n in HARMONIZER_CURVES if n in ghuda.harmonize.names()]
+    fig, axes = _grid(len(names), 3, PAGE_IN, 2.2)
+    grid = np.linspace(0.0, 180.0, config.get("figures", {}).get("weights_angle_grid", 361))
+    train = summary["train"]
+    for ax, name in zip(axes, names, strict=True):
+        variants = [v for v, spec in config["variants"].items() if spec["harmonizer"] == name]
+        default = next((v for v in row_variants(config) if v in variants), None)
+        options = config["variants"][default].get("options", {}) if default else {}
+        for ratio, style in ((1.0, "-"), (3.0, "--")):
+            w1, w2 = _weight_curves(name, options, grid, ratio)
+            suffix = "" if ratio == 1.0 else r", $|g_1|=3|g_2|$"
+            # w1 drawn wider under w2: the two coincide for GH with equal norms
+            ax.plot(grid, w1, style, color="C0", linewidth=2.4, label=r"$w_1$" + suffix)
+            ax.plot(grid, w2, style, color="C1", linewidth=1.1, label=r"$w_2$" + suffix)
+        logged = train[train["variant"].isin(variants if default is None else [default])]
+        logged = logged.dropna(subset=["w1", "w2"])
+        ax.scatter(logged["angle_deg"], logged["w1"], s=3, color="C0", alpha=0.3,
+                   label=r"logged $w_1$", rasterized=True)
+        ax.scatter(logged["angle_deg"], logged["w2"], s=3, color="C1", alpha=0.3,
+                   label=r"logged $w_2$", rasterized=True)
+        opt_text = ", ".join(f"{k}={v}" for k, v in options.items())
+        ax.set_title(f"{name}" + (f" ({opt_text})" if opt_text else "")
+                     + f", {len(logged)} logged")
+        ax.axvline(90, color="0.5", linewidth=0.6, linestyle=":")
+        ax.set_xlabel(r"angle($g_1$, $g_2$) (degrees)")
+        ax.set_ylabel("loss weight")
+        ax.set_xlim(0, 180)
+        low = min(-1.0, float(np.nanmin(np.concatenate([[0.0], logged["w2"].to_numpy()]))))
+        ax.set_ylim(max(low, -3.0), 4.0)
+    if axes:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
+    return fig
+
+
+def tsne(config: Mapping[str, Any], summary: Summary):
+    """t-SNE of source and target features of the runs listed under `features`."""
+    from sklearn.manifold import TSNE
+
+    from ghuda.report.aggregate import results_root
+    from ghuda.report.grid import task_dir
+
+    fcfg = config.get("figures", {})
+    max_points, perplexity = fcfg.get("tsne_max_points", 300), fcfg.get("tsne_perplexity", 30)
+    panels = [(f["dataset"], f["task"], f["method"], v, s)
+              for f in config["features"] for v in f["variants"] for s in f["seeds"]]
+    fig, axes = _grid(len(panels), 3, PAGE_IN, 2.3)
+    for ax, (dataset, task, method, variant, seed) in zip(axes, panels, strict=True):
+        path = (results_root(config) / dataset / task_dir(task) / method / variant
+                / f"seed{seed}" / "features.npz")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; the run must set train.save_features")
+        with np.load(path) as npz:
+            rng = np.random.default_rng(seed)
+            parts = []
+            for domain in ("source", "target"):
+                feats = npz[domain]
+                idx = rng.permutation(len(feats))[:max_points]
+                parts.append(feats[idx])
+        points = np.concatenate(parts).astype(np.float64)
+        emb = TSNE(n_components=2, perplexity=min(perplexity, (len(points) - 1) / 3),
+                   init="pca", random_state=0).fit_transform(points)
+        n_src = len(parts[0])
+        ax.scatter(emb[:n_src, 0], emb[:n_src, 1], s=3, alpha=0.6, label="source",
+                   rasterized=True)
+        ax.scatter(emb[n_src:, 0], emb[n_src:, 1], s=3, alpha=0.6, label="target",
+                   rasterized=True)
+        ax.set_title(f"{method_label(method)} {_variant_label(config, variant)}, "
+                     f"{task_label(task)}, seed {seed}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False,
+               markerscale=3)
+    return fig
+
+
+def step_cost(config: Mapping[str, Any], summary: Summary):
+    """Step time relative to the unharmonized baseline, per method and harmonizer."""
+    plt = _plt()
+    frame = cost_frame(config, summary["runs"])
+    fig, ax = plt.subplots(figsize=(PAGE_IN, 2.6), layout="constrained")
+    frame = frame[frame["variant"].isin(row_variants(config))] if not frame.empty else frame
+    if frame.empty:
+        _no_data(ax)
+        return fig
+    frame = frame.groupby(["method", "variant"], sort=False).agg(
+        ratio=("ratio", "median"), extra_fwd=("extra_fwd", "first"),
+        extra_bwd=("extra_bwd", "first")).reset_index()
+    methods = [m for m in method_order(config) if (frame["method"] == m).any()]
+    variants = list(dict.fromkeys(frame["variant"]))
+    width = 0.8 / max(1, len(variants))
+    for j, variant in enumerate(variants):
+        vdata = frame[frame["variant"] == variant].set_index("method")
+        xs = [i + (j - (len(variants) - 1) / 2) * width for i, m in enumerate(methods)
+              if m in vdata.index]
+        ys = [vdata.loc[m, "ratio"] for m in methods if m in vdata.index]
+        first = vdata.iloc[0]
+        ax.bar(xs, ys, width=width,
+               label=f"{_variant_label(config, variant)} (+{first['extra_fwd']} fwd, "
+                     f"+{first['extra_bwd']} bwd)")
+    ax.axhline(1.0, color="0.3", linewidth=0.7, linestyle=":")
+    ax.set_xticks(range(len(methods)), [method_label(m) for m in methods])
+    ax.set_ylabel("step time / baseline step time")
+    ax.set_title("Cost per training step (median over tasks and seeds)")
+    fig.legend(loc="outside lower center", ncol=4, frameon=False)
+    return fig
+
+
+FIGURES: dict[str, Callable[[Mapping[str, Any], Summary], Any]] = {
+    "conflict_over_training": conflict_over_training,
+    "angle_histograms": angle_histograms,
+    "accuracy_over_training": accuracy_over_training,
+    "weights_vs_angle": weights_vs_angle,
+    "step_cost": step_cost,
+    "tsne": tsne,
+    "ghpp_t_sensitivity": ghpp_t_sensitivity,
+}
+
+
+def save_figure(fig, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Write <stem>.png (300 dpi) and <stem>.pdf atomically, without timestamps."""
+    plt = _plt()
+    out = Path(out_dir)
+    paths = []
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
+        path = out / f"{stem}.{ext}"
+        write_with(path, lambda tmp, e=ext, m=meta: fig.savefig(tmp, format=e, dpi=300,
+                                                                metadata=m))
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def make_figure(name: str, config: Mapping[str, Any], summary: Summary,
+                out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Build figure `name` in the paper style and save it."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; choose from {sorted(FIGURES)}")
+    plt = _plt()
+    with plt.rc_context(STYLE):
+        fig = FIGURES[name](config, summary)
+        return save_figure(fig, out_dir, name)

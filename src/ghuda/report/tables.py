@@ -1,0 +1,342 @@
+"""Table builders: per-dataset results in the paper's shape, protocols, cost, GH++ t sweep.
+
+Every builder takes the resolved pipeline config and the aggregated ``runs.csv`` frame
+(`ghuda.report.aggregate`) and returns a `ghuda.report.render.Table`; `write_tables` renders
+each as Markdown and LaTeX under the tables directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ghuda.report.grid import run_config_for
+from ghuda.report.io import write_text
+from ghuda.report.outputs import dataset_table_stems
+from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
+from ghuda.report.reported import AVG, NOT_RECORDED, ReportedNumbers
+from ghuda.report.stats import Paired, mean_std, paired
+
+METHOD_LABELS = {
+    "source_only": "Source only", "dann": "DANN", "cdan": "CDAN+E", "gvb": "GVB-GD",
+    "mcd": "MCD", "dwl": "DWL", "ssrt": "SSRT", "cgdm": "CGDM",
+}
+PROTOCOL_TEXT = {
+    "last": "last: final iterate",
+    "source_val": "source_val: best held-out source-validation accuracy",
+    "oracle": "oracle: best target accuracy, selects on TARGET LABELS",
+}
+PAIRING_NOTE = ("Δ: mean paired difference to the baseline over seeds × tasks (pairs share "
+                "seed and task) with its {conf:.0%} t interval; p: paired t-test "
+                "(scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); "
+                "n: pairs.")
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def task_label(task: str) -> str:
+    return task.replace("->", "→")
+
+
+def metric_column(config: Mapping[str, Any], dataset: str, protocol: str) -> str:
+    metric = config["datasets"][dataset].get("metric", "acc")
+    return f"{metric}_{protocol}"
+
+
+def method_order(config: Mapping[str, Any]) -> list[str]:
+    """Methods in the order the grid first names them."""
+    out: list[str] = []
+    for block in config["grid"]:
+        out += [m for m in block["methods"] if m not in out]
+    return out
+
+
+def sweep_variants(config: Mapping[str, Any]) -> list[str]:
+    sweep = config.get("tables", {}).get("t_sweep")
+    return list(sweep["variants"]) if sweep else []
+
+
+def row_variants(config: Mapping[str, Any]) -> list[str]:
+    """Variants shown under each method: tables.rows, else every non-sweep variant."""
+    tables = config.get("tables", {})
+    baseline = tables.get("baseline", "sum")
+    rows = tables.get("rows") or [v for v in config["variants"]
+                                   if v not in sweep_variants(config)]
+    return [baseline, *[v for v in rows if v != baseline]]
+
+
+def all_variants(config: Mapping[str, Any]) -> list[str]:
+    """Row variants, then the t-sweep variants not already among them."""
+    rows = row_variants(config)
+    return rows + [v for v in sweep_variants(config) if v not in rows]
+
+
+def _values(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Accuracy per (task, seed)."""
+    return frame.set_index(["task", "seed"])[column].sort_index()
+
+
+def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
+                       confidence: float) -> Paired:
+    """`stats.paired` over the (task, seed) pairs both frames have."""
+    a, b = _values(frame, column), _values(base, column)
+    common = a.index.intersection(b.index)
+    return paired(a.loc[common].to_numpy(), b.loc[common].to_numpy(), confidence)
+
+
+def delta_cells(p: Paired) -> list[str]:
+    """Cells 'Δ [CI]', 'p (t)', 'p (Wilcoxon)', 'n' of a paired comparison."""
+    return [f"{fmt(p.mean, signed=True)} [{fmt(p.ci_low, signed=True)}, "
+            f"{fmt(p.ci_high, signed=True)}]", fmt_p(p.p_t), fmt_p(p.p_wilcoxon), str(p.n)]
+
+
+def _cell(values: pd.Series, rep: str | None) -> str:
+    mean, std = mean_std(values.to_numpy())
+    text = f"{fmt(mean)} ± {fmt(std)}" if not np.isnan(std) else fmt(mean)
+    return text if rep is None else f"{text} (rep. {rep})"
+
+
+def _rep(reported: ReportedNumbers | None, dataset: str, method: str, variant: str,
+         task: str) -> str | None:
+    if reported is None or not reported.published(dataset):
+        return None
+    value = reported.value(dataset, method, variant, task)
+    return NOT_RECORDED if value is None else fmt(value, 2).rstrip("0").rstrip(".")
+
+
+def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
+                  reported: ReportedNumbers | None = None) -> Table:
+    """Rows baseline, +GH, +GH++, ... per method; columns every task and Avg (paper shape)."""
+    tcfg = config.get("tables", {})
+    protocol, confidence = tcfg.get("protocol", "last"), tcfg.get("confidence", 0.95)
+    baseline = tcfg.get("baseline", "sum")
+    col = metric_column(config, dataset, protocol)
+    ds = config["datasets"][dataset]
+    tasks = list(ds["tasks"])
+    data = runs[runs["dataset"] == dataset]
+    seeds = sorted(data["seed"].unique())
+    metric = "mean per-class accuracy" if ds.get("metric") == "mean_class_acc" else "accuracy"
+    table = Table(
+        caption=(f"{ds.get('label', dataset)}: target {metric} (%), protocol `{protocol}`, "
+                 f"mean ± std over seeds"),
+        columns=["Method", *[task_label(t) for t in tasks], "Avg", "Δ Avg [CI]", "p (t)",
+                 "p (Wilcoxon)", "n"],
+        label=f"tab:{dataset}")
+    partial = False
+    for method in method_order(config):
+        mdata = data[data["method"] == method]
+        if mdata.empty:
+            continue
+        base = mdata[mdata["variant"] == baseline]
+        for variant in row_variants(config):
+            vdata = mdata[mdata["variant"] == variant]
+            if vdata.empty:
+                continue
+            label = (method_label(method) if variant == baseline
+                     else config["variants"][variant]["label"])
+            cells = [label]
+            for task in tasks:
+                tdata = vdata[vdata["task"] == task]
+                cells.append(DASH if tdata.empty else
+                             _cell(tdata[col], _rep(reported, dataset, method, variant, task)))
+            have = [t for t in tasks if t in set(vdata["task"])]
+            per_seed = vdata.groupby("seed")[col].mean()
+            avg = _cell(per_seed, _rep(reported, dataset, method, variant, AVG))
+            if len(have) < len(tasks):
+                partial = True
+                avg += "*"
+            cells.append(avg)
+            if variant == baseline or base.empty:
+                cells += [DASH, DASH, DASH, DASH]
+            else:
+                cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
+            table.add(cells)
+        table.end_group()
+    table.notes.append(f"Protocol {PROTOCOL_TEXT[protocol]}; seeds {list(map(int, seeds))}.")
+    table.notes.append(PAIRING_NOTE.format(conf=confidence))
+    if partial:
+        table.notes.append("*: average over the tasks this row was run on (a subset).")
+    if reported is not None:
+        if not reported.published(dataset):
+            note = reported.dataset_note(dataset) or "no published numbers exist"
+            table.notes.append(f"Published numbers: none for this dataset ({note}).")
+        else:
+            table.notes.append("rep.: the published number (configs/reported.yaml, with its "
+                               f"source); '{NOT_RECORDED}' where none is recorded. Published "
+                               "numbers select on target labels (protocol oracle).")
+    return table
+
+
+def protocol_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
+    """Avg accuracy under the three protocols for every dataset, method and variant."""
+    table = Table(
+        caption="Model-selection protocols: Avg target accuracy (%), mean ± std over seeds",
+        columns=["Dataset", "Method", "Variant", "last", "source_val",
+                 "oracle (target labels)", "oracle − last"],
+        align="lllrrrr", label="tab:protocols")
+    for dataset in dataset_table_stems(config):
+        data = runs[runs["dataset"] == dataset]
+        for method in method_order(config):
+            for variant in all_variants(config):
+                vdata = data[(data["method"] == method) & (data["variant"] == variant)]
+                if vdata.empty:
+                    continue
+                cols = {p: metric_column(config, dataset, p)
+                        for p in ("last", "source_val", "oracle")}
+                per_seed = {p: vdata.groupby("seed")[c].mean() for p, c in cols.items()}
+                gap = per_seed["oracle"] - per_seed["last"]
+                table.add([config["datasets"][dataset].get("label", dataset),
+                           method_label(method), config["variants"][variant]["label"],
+                           *[_cell(per_seed[p], None) for p in ("last", "source_val",
+                                                                  "oracle")],
+                           _cell(gap, None)])
+            table.end_group()
+    table.notes += [PROTOCOL_TEXT["last"] + "; " + PROTOCOL_TEXT["source_val"] + "; " +
+                    PROTOCOL_TEXT["oracle"] + ".",
+                    "The released code reports oracle numbers (REFERENCE 1.6); only last and "
+                    "source_val use no target labels."]
+    return table
+
+
+def harmonizer_passes(config: Mapping[str, Any], dataset: str, method: str, variant: str
+                      ) -> tuple[int, int]:
+    """Extra forward / backward passes per harmonized step, as the harmonizer instance states
+    them (`extra_forward`, `extra_backward`; the released weighted-loss mode costs one more)."""
+    import ghuda.harmonize
+
+    ds = config["datasets"][dataset]
+    spec = run_config_for(config, dataset, ds["tasks"][0], method, variant, 0)["harmonizer"]
+    kwargs = dict(spec.get("options", {}))
+    if "mode" in spec:
+        kwargs["mode"] = spec["mode"]
+    harmonizer = ghuda.harmonize.make(spec["name"], **kwargs)
+    return int(harmonizer.extra_forward), int(harmonizer.extra_backward)
+
+
+def cost_frame(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, method, variant): extra passes, median step time, median ratio to the
+    baseline's step time on the same (task, seed), median peak memory, number of runs."""
+    baseline = config.get("tables", {}).get("baseline", "sum")
+    rows = []
+    for dataset in dataset_table_stems(config):
+        data = runs[runs["dataset"] == dataset]
+        for method in method_order(config):
+            mdata = data[data["method"] == method]
+            base = mdata[mdata["variant"] == baseline].set_index(["task", "seed"])
+            for variant in all_variants(config):
+                vdata = mdata[mdata["variant"] == variant]
+                if vdata.empty:
+                    continue
+                fwd, bwd = harmonizer_passes(config, dataset, method, variant)
+                v = vdata.set_index(["task", "seed"])
+                common = v.index.intersection(base.index)
+                ratio = v.loc[common, "step_ms_median"] / base.loc[common, "step_ms_median"]
+                rows.append({
+                    "dataset": dataset, "method": method, "variant": variant,
+                    "extra_fwd": fwd, "extra_bwd": bwd,
+                    "step_ms": float(vdata["step_ms_median"].median()),
+                    "ratio": float(ratio.median()) if len(common) else float("nan"),
+                    "peak_mb": float(vdata["peak_mem_mb"].median()), "runs": len(vdata),
+                    "devices": ", ".join(sorted(map(str, vdata["device"].dropna().unique()))),
+                    "mem_kinds": ", ".join(sorted(map(str,
+                                                      vdata["peak_mem_kind"].dropna().unique()))),
+                })
+    return pd.DataFrame(rows)
+
+
+def cost_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
+    """Step time and peak memory per method and harmonizer, with the extra passes."""
+    frame = cost_frame(config, runs)
+    table = Table(
+        caption="Cost per training step: median step time and peak memory over runs",
+        columns=["Dataset", "Method", "Variant", "extra fwd", "extra bwd", "step (ms)",
+                 "× baseline", "peak mem (MB)", "runs"],
+        align="lllrrrrrr", label="tab:cost")
+    previous = None
+    for row in frame.itertuples():
+        if previous is not None and (row.dataset, row.method) != previous:
+            table.end_group()
+        previous = (row.dataset, row.method)
+        table.add([config["datasets"][row.dataset].get("label", row.dataset),
+                   method_label(row.method), config["variants"][row.variant]["label"],
+                   str(row.extra_fwd), str(row.extra_bwd), fmt(row.step_ms),
+                   fmt(row.ratio, 2), fmt(row.peak_mb), str(row.runs)])
+    devices = sorted({d for ds in frame.get("devices", []) for d in ds.split(", ") if d})
+    kinds = sorted({k for ks in frame.get("mem_kinds", []) for k in ks.split(", ") if k})
+    table.notes += [
+        "extra fwd / bwd: passes beyond one forward and one backward per harmonized step, "
+        "as the harmonizer states them (extra_forward, extra_backward).",
+        "× baseline: median over (task, seed) of step time / the baseline's step time on the "
+        "same task and seed.",
+        f"Measured on: {', '.join(devices) or 'unknown'}; peak memory kind: "
+        f"{', '.join(kinds) or 'unknown'}. Timings on a shared machine are noisy; compare "
+        "ratios, not absolute times."]
+    return table
+
+
+def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
+    """GH++ trade-off t: accuracy and paired difference to the baseline per t."""
+    tcfg = config["tables"]
+    sweep = tcfg["t_sweep"]
+    baseline = tcfg.get("baseline", "sum")
+    protocol, confidence = tcfg.get("protocol", "last"), tcfg.get("confidence", 0.95)
+    dataset, task, method = sweep["dataset"], sweep["task"], sweep["method"]
+    col = metric_column(config, dataset, protocol)
+    data = runs[(runs["dataset"] == dataset) & (runs["task"] == task)
+                & (runs["method"] == method)]
+    base = data[data["variant"] == baseline]
+    table = Table(
+        caption=(f"GH++ trade-off t: {method_label(method)} on "
+                 f"{config['datasets'][dataset].get('label', dataset)} {task_label(task)}, "
+                 f"target accuracy (%), protocol `{protocol}`"),
+        columns=["Variant", "t", "accuracy", "Δ [CI]", "p (t)", "p (Wilcoxon)", "n"],
+        align="lrrrrrr", label="tab:ghpp_t")
+    swept = sorted(sweep["variants"], key=lambda v: config["variants"][v]["options"]["t"])
+    for variant in [baseline, *swept]:
+        vdata = data[data["variant"] == variant]
+        t = config["variants"][variant].get("options", {}).get("t")
+        label = (method_label(method) if variant == baseline
+                 else config["variants"][variant]["label"])
+        if vdata.empty:
+            table.add([label, fmt(t, 2) if t is not None else DASH, DASH, DASH, DASH, DASH,
+                       "0"])
+            continue
+        cells = [label, fmt(t, 2) if t is not None else DASH, _cell(vdata[col], None)]
+        if variant == baseline:
+            cells += [DASH, DASH, DASH, DASH]
+        else:
+            cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
+        table.add(cells)
+    table.notes.append(PAIRING_NOTE.format(conf=confidence).replace("seeds × tasks", "seeds"))
+    return table
+
+
+def build_tables(config: Mapping[str, Any], runs: pd.DataFrame,
+                 reported: ReportedNumbers | None) -> dict[str, Table]:
+    """Every table of the config, keyed by file stem (`ghuda.report.outputs.table_stems`)."""
+    tables = {ds: dataset_table(config, runs, ds, reported)
+              for ds in dataset_table_stems(config)}
+    tables["protocols"] = protocol_table(config, runs)
+    tables["cost"] = cost_table(config, runs)
+    if config.get("tables", {}).get("t_sweep"):
+        tables["ghpp_t_sweep"] = t_sweep_table(config, runs)
+    return tables
+
+
+def write_tables(tables: Mapping[str, Table], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Render each table as <stem>.md and <stem>.tex (atomically)."""
+    out = Path(out_dir)
+    written = []
+    for stem, table in tables.items():
+        for ext, render in (("md", to_markdown), ("tex", to_latex)):
+            path = out / f"{stem}.{ext}"
+            write_text(path, render(table))
+            written.append(path)
+    return written

@@ -1,0 +1,94 @@
+# Shared definitions: the run grid, paths and helpers used by every rule file.
+import sys
+from pathlib import Path
+
+import yaml
+
+from ghuda.report.config import check_config
+from ghuda.report.grid import expand_runs, task_dir
+from ghuda.report.outputs import figure_names, table_names
+
+# Cross-reference checks and registry checks (method / harmonizer names) before any job runs.
+check_config(config, source="config", check_registry=True)
+
+RES = f"{config['results_dir']}/{config['name']}"
+TABLES = config["tables_dir"]
+FIGURES = config["figures_dir"]
+# Jobs use the environment that runs Snakemake (ghuda, dvc), activated or not. With
+# `--software-deployment-method conda` they run in the named conda environment `ghuda` that
+# environment.yml creates (`conda env create -f environment.yml`).
+ENV = "ghuda"
+shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
+RUN_WILDCARDS = "{dataset}/{task}/{method}/{variant}/seed{seed}"
+
+RUNS = expand_runs(config)
+RUN_BY_PATH = {
+    (r.dataset, task_dir(r.task), r.method, r.variant, str(r.seed)): r for r in RUNS
+}
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    method=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    task=r"[A-Za-z0-9][A-Za-z0-9_.-]*__[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+
+
+def run_of(wildcards):
+    """The grid run a train job's wildcards name (error if the config has no such run)."""
+    key = (wildcards.dataset, wildcards.task, wildcards.method, wildcards.variant,
+           wildcards.seed)
+    try:
+        return RUN_BY_PATH[key]
+    except KeyError:
+        raise ValueError(f"config {config['name']!r} has no run {key}") from None
+
+
+def metrics_files():
+    return [f"{RES}/{r.rel_dir}/metrics.json" for r in RUNS]
+
+
+def feature_run_metrics():
+    """metrics.json of the runs that save features.npz (written before metrics.json)."""
+    return [f"{RES}/{r.rel_dir}/metrics.json" for r in RUNS
+            if r.run_config.get("train", {}).get("save_features")]
+
+
+def manifest_of(dataset):
+    return config["datasets"][dataset]["data"]["manifest"]
+
+
+def gpu_launcher(wildcards, resources):
+    """Prefix that pins a GPU job to one free GPU (profile gpu-local sets gpu_lock: true)."""
+    if config["gpu_lock"] and resources.gpu > 0:
+        return f"python workflow/scripts/gpu_lock.py --gpus {resources.gpu} --"
+    return ""
+
+
+def write_yaml(path, data):
+    """Write YAML atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+SUMMARY = {
+    "runs": f"{RES}/summary/runs.csv",
+    "train": f"{RES}/summary/history_train.csv.gz",
+    "eval": f"{RES}/summary/history_eval.csv.gz",
+}
+TABLE_FILES = [f"{TABLES}/{n}" for n in table_names(config)]
+FIGURE_NAMES = figure_names(config)
+
+
+def final_outputs():
+    """Every table and figure of the config: the report rule's inputs."""
+    out = list(TABLE_FILES)
+    out += [f"{FIGURES}/{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "pdf")]
+    out += [f"{TABLES}/theory.md", f"{FIGURES}/theory_violations.png",
+            f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md"]
+    if config.get("compute_budget"):
+        out += [f"{TABLES}/compute_budget.md", f"{TABLES}/compute_budget_jobs.csv"]
+    return out

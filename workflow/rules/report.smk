@@ -1,0 +1,174 @@
+# Aggregate -> tables -> figures -> theory checks -> verify -> report.
+# Outputs marked report() make up `snakemake --report report.html`.
+
+
+rule pipeline_config:
+    """The resolved config (defaults filled, --config applied) that every report step reads."""
+    output:
+        f"{RES}/pipeline_config.yaml",
+    log:
+        f"{RES}/logs/pipeline_config.log",
+    params:
+        config=lambda w: dict(config),
+    localrule: True
+    run:
+        write_yaml(output[0], params.config)
+        Path(log[0]).write_text(f"wrote {output[0]}\n")
+
+
+rule aggregate:
+    input:
+        config=rules.pipeline_config.output[0],
+        metrics=metrics_files(),
+    output:
+        **SUMMARY,
+    log:
+        f"{RES}/logs/aggregate.log",
+    params:
+        out=lambda w, output: Path(output.runs).parent,
+    conda:
+        ENV
+    shell:
+        "ghuda report aggregate --config {input.config:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule tables:
+    input:
+        config=rules.pipeline_config.output[0],
+        reported=config["reported"],
+        summary=list(SUMMARY.values()),
+    output:
+        [
+            report(
+                path,
+                caption="../report/tables.rst",
+                category="Tables",
+                labels={"table": Path(path).name},
+            )
+            for path in TABLE_FILES
+        ],
+    log:
+        f"{RES}/logs/tables.log",
+    params:
+        summary=lambda w, input: Path(input.summary[0]).parent,
+        out=lambda w, output: Path(output[0]).parent,
+    conda:
+        ENV
+    shell:
+        "ghuda report tables --config {input.config:q} --summary {params.summary:q}"
+        " --reported {input.reported:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule figure:
+    input:
+        config=rules.pipeline_config.output[0],
+        summary=list(SUMMARY.values()),
+        features=lambda w: feature_run_metrics() if w.figure == "tsne" else [],
+    output:
+        png=report(
+            f"{FIGURES}/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+        pdf=f"{FIGURES}/{{figure}}.pdf",
+    wildcard_constraints:
+        figure="|".join(FIGURE_NAMES),
+    log:
+        f"{RES}/logs/figures/{{figure}}.log",
+    params:
+        summary=lambda w, input: Path(input.summary[0]).parent,
+        out=lambda w, output: Path(output.png).parent,
+    conda:
+        ENV
+    shell:
+        "ghuda report figure {wildcards.figure} --config {input.config:q}"
+        " --summary {params.summary:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule theory:
+    input:
+        summary=list(SUMMARY.values()),
+    output:
+        table=report(f"{TABLES}/theory.md", caption="../report/theory.rst", category="Theory"),
+        png=report(
+            f"{FIGURES}/theory_violations.png",
+            caption="../report/theory.rst",
+            category="Theory",
+        ),
+        pdf=f"{FIGURES}/theory_violations.pdf",
+    log:
+        f"{RES}/logs/theory.log",
+    params:
+        results=lambda w, input: Path(input.summary[0]).parent.parent,
+        tables=lambda w, output: Path(output.table).parent,
+        figures=lambda w, output: Path(output.png).parent,
+    conda:
+        ENV
+    shell:
+        "ghuda theory --results {params.results:q} --tables {params.tables:q}"
+        " --figures {params.figures:q} > {log:q} 2>&1"
+
+
+rule verify:
+    input:
+        config=rules.pipeline_config.output[0],
+        reported=config["reported"],
+        summary=list(SUMMARY.values()),
+    output:
+        report(f"{TABLES}/verify.md", caption="../report/verify.rst", category="Verify"),
+    log:
+        f"{RES}/logs/verify.log",
+    params:
+        summary=lambda w, input: Path(input.summary[0]).parent,
+    conda:
+        ENV
+    shell:
+        "ghuda report verify --config {input.config:q} --summary {params.summary:q}"
+        " --reported {input.reported:q} --out {output:q} 2>&1 | tee {log:q}"
+
+
+if config.get("compute_budget"):
+
+    rule compute_budget:
+        input:
+            config=rules.pipeline_config.output[0],
+            target=config["compute_budget"]["config"],
+            summary=list(SUMMARY.values()),
+        output:
+            table=report(
+                f"{TABLES}/compute_budget.md",
+                caption="../report/compute_budget.rst",
+                category="Compute budget",
+            ),
+            jobs=f"{TABLES}/compute_budget_jobs.csv",
+        log:
+            f"{RES}/logs/compute_budget.log",
+        params:
+            summary=lambda w, input: Path(input.summary[0]).parent,
+        threads: 1
+        conda:
+            ENV
+        shell:
+            "ghuda report budget --config {input.config:q} --target {input.target:q}"
+            " --summary {params.summary:q} --out {output.table:q} --jobs {output.jobs:q}"
+            " > {log:q} 2>&1"
+
+
+rule report:
+    """An index of every table and figure with the headline numbers (tables/README.md)."""
+    input:
+        config=rules.pipeline_config.output[0],
+        outputs=final_outputs(),
+    output:
+        report(f"{TABLES}/README.md", caption="../report/index.rst", category="Index"),
+    log:
+        f"{RES}/logs/report.log",
+    params:
+        tables=lambda w, output: Path(output[0]).parent,
+        figures=lambda w: FIGURES,
+    conda:
+        ENV
+    shell:
+        "ghuda report index --config {input.config:q} --tables {params.tables:q}"
+        " --figures {params.figures:q} --out {output:q} > {log:q} 2>&1"
