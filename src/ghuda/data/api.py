@@ -5,11 +5,12 @@ Splits:
   the manifest for digits-mini; a seeded function of the sorted image list otherwise). For
   datasets with an official train/test split (Digits, DomainNet) it splits the official train.
 - "all": the whole domain (the transductive target; for Digits / DomainNet train + test).
-- "test": the official test part (Digits, DomainNet only).
+- "trainval": the whole official train part, "test": the official test part (Digits,
+  DomainNet only).
 
 `uda_splits` applies the standard protocol: target_train is the target's unlabeled training
-data ("all", or the official "train"), target_eval is "all" (transductive) or the official
-"test" where the dataset has one.
+data ("all", or the whole official train, "trainval"), target_eval is "all" (transductive) or
+the official "test" where the dataset has one.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ def require(dataset: str, root: Root = None) -> Path:
 
 def _read_part(s: DatasetSpec, path: Path, domain: str, split: str) -> tuple[Part, np.ndarray]:
     """The official part holding `split` and the indices of `split` inside it."""
-    read = registry.backend(s).read
+    read = registry.reader(s)
     if split == "all" and s.official_test:
         train, test = read(path, domain, "train"), read(path, domain, "test")
         return _concat(train, test), np.arange(len(train.labels) + len(test.labels))
     part = read(path, domain, "test" if split == "test" else
                 ("train" if s.official_test else "all"))
-    if split in ("all", "test"):
+    if split in ("all", "test", "trainval"):
         return part, np.arange(len(part.labels))
     if part.val_indices is not None:
         val = part.val_indices
@@ -137,7 +138,7 @@ def uda_splits(dataset: str, source: str, target: str, *, root: Root = None,
     s = registry.spec(dataset)
     if source == target:
         raise ValueError(f"source and target are the same domain {source!r}")
-    target_train_split = "train" if s.official_test else "all"
+    target_train_split = "trainval" if s.official_test else "all"
     target_eval_split = "test" if s.official_test else "all"
     if train_transform is None and not s.digit_like:
         from ghuda.data.transforms import imagenet_train

@@ -46,10 +46,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         digits_mini.verify(path)
         print(f"digits-mini at {path}: every file matches its manifest")
         return 0
-    from ghuda.data.recipes import verify_registered
+    from ghuda.data.fetch import verify_registered
 
-    print(verify_registered(args.dataset, args.root))
+    print(verify_registered(args.dataset, args.root, args.recipe, deep=args.deep))
     return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from ghuda.data.fetch import fetch
+
+    fetch(args.dataset, root=args.root, dest=args.dest, recipe_file=args.recipe,
+          mirror=args.mirror, timeout=args.timeout, dvc=not args.no_dvc, force=args.force)
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from ghuda.data.fetch import register
+
+    register(args.dataset, args.paths, root=args.root, dest=args.dest, recipe_file=args.recipe,
+             dvc=not args.no_dvc, force=args.force, deep=args.deep)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ghuda.data.info import describe
+
+    print(describe(args.dataset, args.root))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, recipe: bool = True) -> None:
+    p.add_argument("--root", help="data root (default: $GHUDA_DATA or <repo>/data)")
+    if recipe:
+        p.add_argument("--recipe", help="recipe JSON to use instead of the packaged one")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,10 +92,33 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true",
                    help="exit 1 if the checksum differs from the recorded one (seed 0)")
     b.set_defaults(func=_cmd_build)
-    v = sub.add_parser("verify", help="check a dataset on disk against its manifest")
+    v = sub.add_parser("verify", help="check a dataset on disk against its recipe/manifest")
     v.add_argument("dataset")
-    v.add_argument("--root", help="data root (default: $GHUDA_DATA or <repo>/data)")
+    _common(v)
+    v.add_argument("--deep", action="store_true", help="decode every image")
     v.set_defaults(func=_cmd_verify)
+    f = sub.add_parser("fetch", help="download a paper dataset, verify it, register it")
+    f.add_argument("dataset")
+    _common(f)
+    f.add_argument("--dest", help="dataset folder (default: <data root>/<dataset>)")
+    f.add_argument("--mirror", help="base URL tried first for every file (a lab mirror)")
+    f.add_argument("--timeout", type=float, default=60.0, help="seconds per connection")
+    f.add_argument("--no-dvc", action="store_true", help="do not `dvc add` the result")
+    f.add_argument("--force", action="store_true", help="replace a registered dataset")
+    f.set_defaults(func=_cmd_fetch)
+    r = sub.add_parser("register", help="register manually downloaded archives")
+    r.add_argument("dataset")
+    r.add_argument("paths", nargs="+", help="archive files, or a folder holding them")
+    _common(r)
+    r.add_argument("--dest", help="dataset folder (default: <data root>/<dataset>)")
+    r.add_argument("--no-dvc", action="store_true", help="do not `dvc add` the result")
+    r.add_argument("--force", action="store_true", help="replace a registered dataset")
+    r.add_argument("--deep", action="store_true", help="decode every image while verifying")
+    r.set_defaults(func=_cmd_register)
+    i = sub.add_parser("info", help="datasets, domains, sizes, sources and local status")
+    i.add_argument("dataset", nargs="?")
+    _common(i, recipe=False)
+    i.set_defaults(func=_cmd_info)
     return p
 
 
@@ -75,6 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         print(f"ghuda data {args.command}: error: {e}", file=sys.stderr)
         return 1

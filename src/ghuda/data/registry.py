@@ -1,6 +1,6 @@
 """The datasets ghuda knows: names, domains, class order, splits (REFERENCE section 3).
 
-Each dataset lives in `<data root>/<name>/` and has a backend module exposing
+Each dataset lives in `<data root>/<name>/` and has a backend function
 `read(root: Path, domain: str, part: str) -> Part`, where `part` is "all" or, for datasets with
 an official train/test split, "train" / "test". Class order is fixed in `classes/<file>.txt`.
 """
@@ -8,6 +8,7 @@ an official train/test split, "train" / "test". Class order is fixed in `classes
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -25,7 +26,7 @@ class DatasetSpec:
     title: str
     domains: tuple[str, ...]
     classes_file: str
-    backend: str  # module exposing read(root, domain, part) -> Part
+    backend: str  # "module:function", function(root, domain, part) -> Part
     official_test: bool  # the dataset ships train/test splits per domain (evaluate on "test")
     digit_like: bool  # 32x32 digits: default transform scales to [-1, 1]
     obtain: str  # the one command that builds or fetches it ({dir}: the dataset directory)
@@ -52,19 +53,20 @@ def _fetch(name: str) -> str:
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("digits_mini", "digits-mini (embedded)", ("synth", "optdigits", "optdigits_m"),
-                "digits.txt", "ghuda.data.digits_mini", False, True,
+                "digits.txt", "ghuda.data.digits_mini:read", False, True,
                 "ghuda data build digits-mini --out {dir}   (`dvc repro` builds data/)"),
     DatasetSpec("office31", "Office-31", ("amazon", "dslr", "webcam"), "office31.txt",
-                "ghuda.data.folders", False, False, _fetch("office31")),
+                "ghuda.data.folders:read_office31", False, False, _fetch("office31")),
     DatasetSpec("office_home", "Office-Home", ("Art", "Clipart", "Product", "Real_World"),
-                "office_home.txt", "ghuda.data.folders", False, False, _fetch("office_home")),
+                "office_home.txt", "ghuda.data.folders:read_office_home", False, False,
+                _fetch("office_home")),
     DatasetSpec("visda2017", "VisDA-2017", ("synthetic", "real"), "visda2017.txt",
-                "ghuda.data.folders", False, False, _fetch("visda2017")),
+                "ghuda.data.folders:read_visda2017", False, False, _fetch("visda2017")),
     DatasetSpec("digits", "Digits (MNIST, USPS, SVHN)", ("mnist", "usps", "svhn"), "digits.txt",
-                "ghuda.data.digits_real", True, True, _fetch("digits")),
+                "ghuda.data.digits_real:read_digits", True, True, _fetch("digits")),
     DatasetSpec("domainnet", "DomainNet", ("clipart", "infograph", "painting", "quickdraw",
                                            "real", "sketch"), "domainnet.txt",
-                "ghuda.data.folders", True, False, _fetch("domainnet")),
+                "ghuda.data.folders:read_domainnet", True, False, _fetch("domainnet")),
 )}
 
 
@@ -83,8 +85,10 @@ def check_domain(s: DatasetSpec, domain: str) -> str:
 
 
 def splits(s: DatasetSpec) -> tuple[str, ...]:
-    """Splits `load` accepts: train/val (fixed source split), all, and test where official."""
-    return ("train", "val", "all", "test") if s.official_test else ("train", "val", "all")
+    """Splits `load` accepts: train/val (fixed source split), all, and, where the dataset has
+    an official train/test split, trainval (the whole official train) and test."""
+    return ("train", "val", "all", "trainval", "test") if s.official_test else (
+        "train", "val", "all")
 
 
 @cache
@@ -98,5 +102,7 @@ def class_names(dataset: str) -> tuple[str, ...]:
     return names
 
 
-def backend(s: DatasetSpec):
-    return importlib.import_module(s.backend)
+def reader(s: DatasetSpec) -> Callable[[Path, str, str], Part]:
+    """The dataset's `read(root, domain, part) -> Part` (imported on first use)."""
+    module, func = s.backend.split(":")
+    return getattr(importlib.import_module(module), func)
