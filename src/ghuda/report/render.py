@@ -59,10 +59,8 @@ def to_markdown(table: Table) -> str:
     lines.append("| " + " | ".join(_md_cell(c) for c in table.columns) + " |")
     lines.append("|" + "|".join(aligns[a] for a in table.align) + "|")
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
-    if table.notes:
-        lines.append("")
-        lines += [f"{note}  " if i < len(table.notes) - 1 else note
-                  for i, note in enumerate(table.notes)]
+    for note in table.notes:  # one paragraph per note
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 

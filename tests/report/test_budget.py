@@ -1,0 +1,78 @@
+"""Compute budget: FLOP counts, the per-job formula, and the written table."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ghuda.report import budget
+from ghuda.report.grid import expand_runs
+
+
+def test_resnet50_flops_match_the_textbook_count():
+    fwd, total = budget.backbone_flops("resnet50", 1, 224)
+    assert fwd == pytest.approx(8.18e9, rel=0.02)  # 4.09 GMACs per 224px image
+    assert 2.5 < total / fwd < 3.1  # backward costs about twice the forward
+    fwd4, _ = budget.backbone_flops("resnet50", 4, 224)
+    assert fwd4 == pytest.approx(4 * fwd)
+
+
+def _target(fx_config, tmp_path):
+    target = copy.deepcopy(fx_config)
+    target["name"] = "paperish"
+    target["datasets"]["toy"].update(image_size=32, domain_images={"a": 1000, "b": 500})
+    target["run_defaults"]["train"] = {"steps": 1000, "batch_size": 8, "eval_every": 250}
+    target["budget"] = {"gpu": "test GPU", "sustained_tflops": 2.0, "basis": "made up"}
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(target), encoding="utf-8")
+    return path
+
+
+def test_job_estimate_follows_the_stated_formula(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    jobs, ratios, target = budget.estimate(config, summary["runs"], str(_target(config,
+                                                                                tmp_path)))
+    assert len(jobs) == len(expand_runs(target))
+    r = ratios.set_index(["method", "variant"]).loc[("cdan", "gh"), "R"]
+    assert r == pytest.approx(18.0 / 5.0)  # fixture step 18 ms / 5 ms per backbone pass
+    fwd1, _ = budget.backbone_flops("digit_cnn", 1, 32)
+    _, fb = budget.backbone_flops("digit_cnn", 8, 32)
+    job = jobs[(jobs.method == "cdan") & (jobs.variant == "gh") & (jobs.task == "a->b")].iloc[0]
+    flops = 1000 * r * fb + 4 * (500 + 0.1 * 1000) * fwd1  # 4 evals of target b + source val
+    assert job["gpu_hours"] == pytest.approx(flops / 2e12 / 3600)
+
+
+def test_missing_measurement_and_missing_budget_are_errors(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    path = _target(config, tmp_path)
+    runs = summary["runs"]
+    with pytest.raises(ValueError, match=r"no step-cost measurement.*\('cdan', 'gh'\)"):
+        budget.estimate(config, runs[~((runs.method == "cdan") & (runs.variant == "gh"))],
+                        str(path))
+    data = yaml.safe_load(path.read_text())
+    del data["budget"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="no 'budget' section"):
+        budget.estimate(config, runs, str(path))
+
+
+def test_written_budget_states_method_and_totals(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    hours = budget.write_budget(config, summary["runs"], str(_target(config, tmp_path)),
+                                tmp_path / "b.md", tmp_path / "b.csv")
+    text = (tmp_path / "b.md").read_text()
+    assert "**estimate**" in text and "torch.utils.flop_counter" in text
+    assert "test GPU, sustained 2.0 TFLOP/s: made up" in text
+    assert f"{hours:,.1f}" in text
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 1 + 39
+
+
+def test_cpu_pass_is_measured(monkeypatch):
+    budget.cpu_pass_ms.cache_clear()
+    ms = budget.cpu_pass_ms("digit_cnn", 4, 32, 1, repeats=3)
+    assert 0.0 < ms < 5000.0

@@ -1,0 +1,115 @@
+"""Golden tests of the table builders on the fixture runs (tests/report/conftest.py).
+
+Expected numbers by hand, DANN on a->b: baseline accuracies 59, 60, 61.5 over seeds 0-2
+(mean 60.17, sample std 1.26); +GH adds 1, 1.5, 2 (per seed) on both tasks, so the 6 paired
+differences have mean 1.5, sd 0.447, 95% t interval 1.5 +- 2.571 * 0.447 / sqrt(6) =
+[1.03, 1.97], t = 8.2 (p < 0.001), and the exact Wilcoxon p = 2 / 2^6 = 0.031; +GH++ adds
+exactly 2 everywhere: zero-variance differences, so no t-test p-value and a collapsed interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ghuda.report.render import to_latex, to_markdown
+from ghuda.report.reported import load_reported
+from ghuda.report.tables import build_tables, dataset_table, t_sweep_table, write_tables
+
+REPORTED = """\
+datasets:
+  toy: {published: true}
+sources:
+  fx: {citation: "Fixture et al. 2024"}
+entries:
+  - {dataset: toy, method: dann, variant: sum, task: avg, value: 66.0, source: fx}
+  - {dataset: toy, method: dann, variant: gh, task: "a->b", value: 61.0, source: fx}
+  - {dataset: toy, method: cdan, variant: gh, task: avg, value: null, source: fx}
+"""
+
+NR = "(rep. not recorded)"
+DATASET_MD = f"""\
+**Toy: target accuracy (%), protocol `last`, mean ± std over seeds**
+
+| Method | a→b | b→a | Avg | Δ Avg [CI] | p (t) | p (Wilcoxon) | n |
+|:---|---:|---:|---:|---:|---:|---:|---:|
+| DANN | 60.2 ± 1.3 {NR} | 70.2 ± 1.3 {NR} | 65.2 ± 1.3 (rep. 66) | — | — | — | — |
+| +GH | 61.7 ± 1.8 (rep. 61) | 71.7 ± 1.8 {NR} | 66.7 ± 1.8 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 |
+| +GH++ | 62.2 ± 1.3 {NR} | 72.2 ± 1.3 {NR} | 67.2 ± 1.3 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 |
+| CDAN+E | 64.2 ± 1.3 {NR} | 74.2 ± 1.3 {NR} | 69.2 ± 1.3 {NR} | — | — | — | — |
+| +GH | 65.7 ± 1.8 {NR} | 75.7 ± 1.8 {NR} | 70.7 ± 1.8 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 |
+| +GH++ | 66.2 ± 1.3 {NR} | 76.2 ± 1.3 {NR} | 71.2 ± 1.3 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 |
+
+Protocol last: final iterate; seeds [0, 1, 2].
+
+Δ: mean paired difference to the baseline over seeds × tasks (pairs share seed and task) with its 95% t interval; p: paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs.
+
+rep.: the published number (configs/reported.yaml, with its source); 'not recorded' where none is recorded. Published numbers select on target labels (protocol oracle).
+"""  # noqa: E501
+
+SWEEP_TEX = r"""\begin{table}[t]
+\centering
+\small
+\caption{GH++ trade-off t: DANN on Toy a$\to$b, target accuracy (\%), protocol last}
+\label{tab:ghpp_t}
+\begin{tabular}{lrrrrrr}
+\toprule
+Variant & t & accuracy & $\Delta$ [CI] & p (t) & p (Wilcoxon) & n \\
+\midrule
+DANN & --- & 60.2 $\pm$ 1.3 & --- & --- & --- & --- \\
++GH++ (t=0) & 0.00 & 59.2 $\pm$ 1.3 & $-$1.0 [$-$1.0, $-$1.0] & --- & 0.25 & 3 \\
++GH++ & 0.50 & 62.2 $\pm$ 1.3 & +2.0 [+2.0, +2.0] & --- & 0.25 & 3 \\
+\bottomrule
+\end{tabular}
+\par\smallskip\footnotesize $\Delta$: mean paired difference to the baseline over seeds (pairs share seed and task) with its 95\% t interval; p: paired t-test (scipy.stats.ttest\_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs.
+\end{table}
+"""  # noqa: E501
+
+
+def _reported(tmp_path: Path):
+    path = tmp_path / "reported.yaml"
+    path.write_text(REPORTED, encoding="utf-8")
+    return load_reported(path)
+
+
+def test_dataset_table_golden(fx_summary, tmp_path):
+    config, summary = fx_summary
+    table = dataset_table(config, summary["runs"], "toy", _reported(tmp_path))
+    assert to_markdown(table) == DATASET_MD
+
+
+def test_t_sweep_table_golden_latex(fx_summary):
+    config, summary = fx_summary
+    assert to_latex(t_sweep_table(config, summary["runs"])) == SWEEP_TEX
+
+
+def test_unpublished_dataset_gets_a_note_not_cells(fx_summary, tmp_path):
+    config, summary = fx_summary
+    path = tmp_path / "rep.yaml"
+    path.write_text("datasets:\n  toy: {published: false, note: built here}\nsources: {}\n"
+                    "entries: []\n", encoding="utf-8")
+    md = to_markdown(dataset_table(config, summary["runs"], "toy", load_reported(path)))
+    assert "rep." not in md.split("\n\n")[1]  # the table body
+    assert "Published numbers: none for this dataset (built here)." in md
+
+
+def test_rows_follow_config_order_and_skip_missing_variants(fx_summary, tmp_path):
+    config, summary = fx_summary
+    config["tables"]["rows"] = ["sum", "ghpp", "gh", "ghpp_t0"]
+    md = to_markdown(dataset_table(config, summary["runs"], "toy", _reported(tmp_path)))
+    labels = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines()
+              if line.startswith("| ") and "Method" not in line]
+    # ghpp_t0 only ran on one task for DANN: its row is marked as a partial average
+    assert labels == ["DANN", "+GH++", "+GH", "+GH++ (t=0)", "CDAN+E", "+GH++", "+GH"]
+    assert "*: average over the tasks this row was run on (a subset)." in md
+
+
+def test_build_and_write_tables_names_match_outputs(fx_summary, tmp_path):
+    from ghuda.report.outputs import table_names
+
+    config, summary = fx_summary
+    written = write_tables(build_tables(config, summary["runs"], _reported(tmp_path)),
+                           tmp_path / "tables")
+    assert sorted(p.name for p in written) == sorted(table_names(config))
+    tex = (tmp_path / "tables" / "cost.tex").read_text()
+    assert r"\toprule" in tex
+    assert r"\bottomrule" in tex
