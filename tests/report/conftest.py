@@ -16,7 +16,7 @@ def fx_config(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def _fx_written(tmp_path_factory: pytest.TempPathFactory):
+def fx_written(tmp_path_factory: pytest.TempPathFactory):
     """The fixture runs (with features for DANN) written and aggregated once per session."""
     from ghuda.report.aggregate import aggregate, load_summary
 
@@ -30,9 +30,9 @@ def _fx_written(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def fx_summary(_fx_written):
+def fx_summary(fx_written):
     """(config, summary frames) of the fixture runs; copies, free to modify."""
-    config, summary = _fx_written
+    config, summary = fx_written
     return copy.deepcopy(config), {k: v.copy() for k, v in summary.items()}
 
 

@@ -41,8 +41,8 @@ def test_aggregate_without_runs_fails_cleanly(fx_config, tmp_path, capsys):
     assert not (tmp_path / "s" / "runs.csv").exists()
 
 
-def test_tables_verify_index_chain(_fx_written, tmp_path, capsys):
-    config, _ = _fx_written
+def test_tables_verify_index_chain(fx_written, tmp_path, capsys):
+    config, _ = fx_written
     cfg = _config_file(config, tmp_path)
     summary = str(Path(config["results_dir"]).parent / "summary")
     reported = str(REPO / "configs" / "reported.yaml")
@@ -64,8 +64,8 @@ def test_tables_verify_index_chain(_fx_written, tmp_path, capsys):
     assert "![ghpp_t_sensitivity](../figures/ghpp_t_sensitivity.png)" in index
 
 
-def test_verify_can_fail_on_mismatch(_fx_written, tmp_path, capsys):
-    config, _ = _fx_written
+def test_verify_can_fail_on_mismatch(fx_written, tmp_path, capsys):
+    config, _ = fx_written
     config = dict(config, verify={"protocol": "oracle", "tolerance_pp": 0.1,
                                   "fail_on_mismatch": True})
     rep = tmp_path / "rep.yaml"
@@ -81,8 +81,8 @@ def test_verify_can_fail_on_mismatch(_fx_written, tmp_path, capsys):
     assert "DIFFERS" in (tmp_path / "v.md").read_text()
 
 
-def test_reported_file_errors_are_named(_fx_written, tmp_path, capsys):
-    config, _ = _fx_written
+def test_reported_file_errors_are_named(fx_written, tmp_path, capsys):
+    config, _ = fx_written
     rep = tmp_path / "rep.yaml"
     rep.write_text(yaml.safe_dump({"sources": {}, "entries": [
         {"dataset": "toy", "method": "dann", "variant": "sum", "task": "avg", "value": 150,
