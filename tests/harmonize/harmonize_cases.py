@@ -105,7 +105,8 @@ class DannNet(nn.Module):
 
     def losses(self) -> tuple[Tensor, Tensor]:
         """(transfer, classification): the released CDAN/DANN order (REFERENCE 1.4)."""
-        f_src, f_tgt = self.features(self.x_src), self.features(self.x_tgt)
+        f_src, f_tgt = self.features(torch.cat([self.x_src, self.x_tgt])).split(
+            [len(self.x_src), len(self.x_tgt)])
         cls = nn.functional.cross_entropy(self.classifier(f_src), self.y_src)
         logits = self.disc(reverse_gradient(torch.cat([f_src, f_tgt]), 1.0)).squeeze(1)
         domain = torch.cat([torch.ones(len(f_src)), torch.zeros(len(f_tgt))]).to(logits.dtype)

@@ -21,6 +21,11 @@ Two families exist:
   statistics are computed. Measure tensors that are not in `params` serve the statistics only
   (their ``.grad`` is not written). Parameters outside `measure` receive ``w1*g1 + w2*g2`` of
   their own gradients — for element-wise harmonizers the plain sum ``g1 + g2``;
+* `scales` = (s1, s2) are constant loss weights applied AFTER harmonization (how the released
+  code applies CDAN/GVB's trade-off, REFERENCE 1.4): vector harmonizers write
+  ``s1*w1*g1 + s2*w2*g2`` with (w1, w2) computed on the unscaled gradients; element-wise ones
+  write ``s1*h1 + s2*h2``. Statistics report the unscaled w1, w2 and the norm of the update
+  actually written;
 * cost: exactly two backward passes in "direct" mode, three in "weighted_loss" mode.
 
 Degenerate cases (documented fallbacks, reported in the ``fallback`` statistic):
@@ -109,13 +114,23 @@ class Coefficients:
     def w2(self) -> float:
         return self.a12 + self.a22
 
-    def update_sq(self, stats: PairStats) -> float:
-        """|w1 g1 + w2 g2|^2 from the pair's reductions."""
-        w1, w2 = self.w1, self.w2
-        return max(w1 * w1 * stats.sq1 + 2.0 * w1 * w2 * stats.dot + w2 * w2 * stats.sq2, 0.0)
-
 
 PLAIN_SUM = Coefficients(1.0, 0.0, 0.0, 1.0)
+Scales = tuple[float, float]
+
+
+def check_scales(scales: Sequence[float]) -> Scales:
+    """Validated post-harmonization loss weights (two finite numbers)."""
+    values = tuple(float(x) for x in scales)
+    if len(values) != 2 or not all(math.isfinite(x) for x in values):
+        raise ValueError(f"harmonizer backward: scales must be two finite numbers, got "
+                         f"{tuple(scales)!r}")
+    return values[0], values[1]
+
+
+def _combination_sq(stats: PairStats, w1: float, w2: float) -> float:
+    """|w1 g1 + w2 g2|^2 from the pair's reductions."""
+    return max(w1 * w1 * stats.sq1 + 2.0 * w1 * w2 * stats.dot + w2 * w2 * stats.sq2, 0.0)
 
 
 def trivial_coefficients(stats: PairStats) -> Coefficients | None:
@@ -199,7 +214,7 @@ class Harmonizer(ABC):
     @abstractmethod
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
         """Accumulate the harmonized gradient of (loss1, loss2) into ``.grad`` of `params`.
 
         Returns the pair statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2,
@@ -226,26 +241,28 @@ class VectorHarmonizer(Harmonizer):
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
+        s1, s2 = check_scales(scales)
         weighted = self.mode == "weighted_loss"
         pair = task_gradients(loss1, loss2, params, measure,
                               keep_graph=retain_graph or weighted)
         stats = pair_stats(*pair.on_measure())
         c = self.coefficients(stats)
+        e1, e2 = s1 * c.w1, s2 * c.w2  # effective weights of the written update
         fallback = c.fallback
         if weighted:
-            total = c.w1 * loss1 + c.w2 * loss2
+            total = e1 * loss1.reshape(()) + e2 * loss2.reshape(())
             if bool(torch.isfinite(total)):
                 if total.requires_grad:
                     total.backward(inputs=pair.params, retain_graph=retain_graph)
-                return _stats_dict(stats, c.w1, c.w2, c.update_sq(stats), fallback)
+                return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
             fallback = "weighted_loss_overflow"
         for p in pair.params:
             a, b = pair.of(p)
             if a is not None or b is not None:
-                accumulate_grad(p, linear_combination(a, c.w1, b, c.w2, like=p))
+                accumulate_grad(p, linear_combination(a, e1, b, e2, like=p))
             pair.release(p)
-        return _stats_dict(stats, c.w1, c.w2, c.update_sq(stats), fallback)
+        return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
 
 
 class ConflictHarmonizer(VectorHarmonizer):
@@ -318,8 +335,13 @@ class ElementwiseHarmonizer(Harmonizer):
 
     @staticmethod
     def _update(a: Tensor, b: Tensor, conflict: Tensor, filled: Tensor | None,
-                dtype: torch.dtype) -> Tensor:
-        return saturate(torch.where(conflict, 0.0 if filled is None else filled, a + b), dtype)
+                dtype: torch.dtype, scales: Scales = (1.0, 1.0)) -> Tensor:
+        """``s1*h1 + s2*h2``: scaled sum where the signs agree, scaled fill where they don't."""
+        s1, s2 = scales
+        kept = a + b if scales == (1.0, 1.0) else torch.add(a * s1, b, alpha=s2)
+        if filled is not None and s1 + s2 != 2.0:
+            filled = filled * ((s1 + s2) / 2)
+        return saturate(torch.where(conflict, 0.0 if filled is None else filled, kept), dtype)
 
     def harmonize(self, g1: Tensor, g2: Tensor) -> Harmonized:
         _check_flat(g1, g2)
@@ -339,8 +361,9 @@ class ElementwiseHarmonizer(Harmonizer):
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
         """Two backward passes; measure tensors are processed (and noise drawn) in order."""
+        s1, s2 = check_scales(scales)
         pair: GradientPair = task_gradients(loss1, loss2, params, measure,
                                             keep_graph=retain_graph)
         stats = pair_stats(*pair.on_measure())
@@ -348,7 +371,7 @@ class ElementwiseHarmonizer(Harmonizer):
         update_sq: Tensor | None = None
         for t in pair.measure:
             a, b = pair.of(t)
-            update = self._update(*self._surgery(a, b, t, totals), t.dtype)
+            update = self._update(*self._surgery(a, b, t, totals), t.dtype, (s1, s2))
             flat = update.reshape(-1).double()
             update_sq = add_to(update_sq, torch.dot(flat, flat))
             if pair.is_param(t) and (a is not None or b is not None):
@@ -357,7 +380,7 @@ class ElementwiseHarmonizer(Harmonizer):
         for p in pair.params:
             a, b = pair.of(p)
             if not pair.in_measure(p) and (a is not None or b is not None):
-                accumulate_grad(p, linear_combination(a, 1.0, b, 1.0, like=p))
+                accumulate_grad(p, linear_combination(a, s1, b, s2, like=p))
             pair.release(p)
         return _stats_dict(stats, None, None, 0.0 if update_sq is None else float(update_sq),
                            self._fallback(stats, totals))
