@@ -1,1 +1,78 @@
-"""ghuda.models."""
+"""Backbones by name: digits-mini networks and torchvision's ImageNet backbones.
+
+``build_backbone(name, pretrained=..., **options)`` returns an ``nn.Module`` mapping images to
+feature vectors, with attributes ``feature_dim`` (int) and ``kind`` ("cnn" or "vit"; ViTs
+implement `ghuda.models.vit.ViTBackbone`). Options are the constructor's keyword arguments
+(``model.options`` in the run config).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from ghuda.models.digit_cnn import DigitCNN
+from ghuda.models.vit import TinyViT, ViTBackbone
+
+# name -> (kind, has ImageNet weights: the torchvision backbones)
+BACKBONES: dict[str, tuple[str, bool]] = {
+    "digit_cnn": ("cnn", False),
+    "tiny_vit": ("vit", False),
+    "resnet50": ("cnn", True),
+    "resnet101": ("cnn", True),
+    "vit_b16": ("vit", True),
+}
+_LOCAL = {"digit_cnn": DigitCNN, "tiny_vit": TinyViT}
+
+
+def names() -> list[str]:
+    """Backbone names accepted by `build_backbone`."""
+    return list(BACKBONES)
+
+
+def kind(name: str) -> str:
+    """"cnn" or "vit"."""
+    return BACKBONES[_check(name)][0]
+
+
+def has_imagenet_weights(name: str) -> bool:
+    """Whether `pretrained: true` is meaningful for backbone `name`."""
+    return BACKBONES[_check(name)][1]
+
+
+def option_names(name: str) -> list[str]:
+    """Keyword options the backbone's constructor accepts (torchvision: any, checked there)."""
+    if name in _LOCAL:
+        return [p for p in inspect.signature(_LOCAL[name]).parameters]
+    return []
+
+
+def build_backbone(name: str, *, pretrained: bool = False, **options: Any) -> nn.Module:
+    """Build backbone `name`; `pretrained` loads ImageNet weights (torchvision backbones)."""
+    _check(name)
+    if name in _LOCAL:
+        if pretrained:
+            raise ValueError(f"model.pretrained: backbone {name!r} has no ImageNet weights; "
+                             "set model.pretrained: false")
+        try:
+            return _LOCAL[name](**options)
+        except TypeError as err:
+            raise ValueError(f"model.options for {name!r}: {err}; allowed options: "
+                             f"{option_names(name)}") from None
+    from ghuda.models import torchvision_backbones
+
+    try:
+        return torchvision_backbones.build(name, pretrained=pretrained, **options)
+    except TypeError as err:
+        raise ValueError(f"model.options for {name!r}: {err}") from None
+
+
+def _check(name: str) -> str:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {names()}")
+    return name
+
+
+__all__ = ["BACKBONES", "DigitCNN", "TinyViT", "ViTBackbone", "build_backbone", "names"]

@@ -1,0 +1,73 @@
+"""`ghuda train --config FILE [--set key=value ...] --out DIR` (docs/config.md).
+
+Exit status: 0 done (or already complete), 2 configuration error (nothing was started),
+3 non-finite loss, 4 run-folder or checkpoint problem, 5 missing ImageNet weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ghuda.config import ConfigError, load, sha256, to_yaml
+
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_FOLDER, EXIT_WEIGHTS = 2, 3, 4, 5
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ghuda train", description="Train one UDA run (docs/config.md, docs/run-outputs.md). "
+        "Re-running the same command resumes from the checkpoint in --out.")
+    p.add_argument("--config", help="YAML run config (omit: defaults only)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.steps=20 (repeatable)")
+    p.add_argument("--out", help="run folder (metrics.json, history.jsonl, config.yaml, ...)")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard any checkpoint or completed run in --out and start over")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config and its sha256, then exit")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="bar", action="store_true", default=None,
+                     help="force a tqdm progress bar")
+    bar.add_argument("--no-progress", dest="bar", action="store_false",
+                     help="structured log lines only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ghuda train`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"ghuda train: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.print_config:
+        print(to_yaml(cfg) + f"# sha256: {sha256(cfg)}")
+        return 0
+    if not args.out:
+        print("ghuda train: --out DIR is required", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from ghuda.engine.checkpoint import CheckpointError
+    from ghuda.engine.trainer import NonFiniteLoss, RunFolderError, Trainer
+    from ghuda.models.torchvision_backbones import PretrainedWeightsMissing
+
+    trainer = Trainer(cfg, args.out, fresh=args.fresh, bar=args.bar)
+    try:
+        trainer.setup()
+    except (ValueError, FileNotFoundError) as err:  # e.g. a missing dataset, a bad group
+        print(f"ghuda train: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PretrainedWeightsMissing as err:
+        print(f"ghuda train: {err}", file=sys.stderr)
+        return EXIT_WEIGHTS
+    try:
+        trainer.run()
+    except NonFiniteLoss as err:
+        print(f"ghuda train: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except (CheckpointError, RunFolderError) as err:
+        print(f"ghuda train: {err}", file=sys.stderr)
+        return EXIT_FOLDER
+    return 0
