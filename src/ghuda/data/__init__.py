@@ -13,6 +13,7 @@ Data root: `data/` at the repository root, or `$GHUDA_DATA`, or `root=`. See doc
 from ghuda.data.api import (
     UDASplits,
     class_names,
+    data_version,
     dataset_dir,
     datasets,
     domains,
@@ -28,6 +29,7 @@ __all__ = [
     "UDASplits",
     "class_names",
     "data_root",
+    "data_version",
     "dataset_dir",
     "datasets",
     "domains",

@@ -153,3 +153,15 @@ def uda_splits(dataset: str, source: str, target: str, *, root: Root = None,
         num_classes=num_classes(s.name),
         class_names=class_names(s.name),
     )
+
+
+def data_version(dataset: str, root: Root = None) -> str:
+    """sha256 of the dataset's manifest: changes exactly when the registered content does.
+
+    Pipelines depend on the manifest through Snakemake's `ancient()` (so `dvc pull`, which
+    rewrites timestamps, never triggers retraining) and pass this value as a rule parameter
+    (so a genuinely different dataset does).
+    """
+    from ghuda.data.digits_mini import sha256_file
+
+    return sha256_file(require(dataset, root) / MANIFEST)

@@ -60,6 +60,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_get(args: argparse.Namespace) -> int:
+    from ghuda.data.fetch import get
+
+    get(args.dataset, root=args.root, recipe_file=args.recipe, timeout=args.timeout)
+    return 0
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
     from ghuda.data.fetch import register
 
@@ -106,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-dvc", action="store_true", help="do not `dvc add` the result")
     f.add_argument("--force", action="store_true", help="replace a registered dataset")
     f.set_defaults(func=_cmd_fetch)
+    g = sub.add_parser("get", help="make a dataset present: as is, dvc pull, build, or fetch")
+    g.add_argument("dataset")
+    _common(g)
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per connection")
+    g.set_defaults(func=_cmd_get)
     r = sub.add_parser("register", help="register manually downloaded archives")
     r.add_argument("dataset")
     r.add_argument("paths", nargs="+", help="archive files, or a folder holding them")

@@ -198,6 +198,32 @@ def fetch(dataset: str, *, root: str | os.PathLike[str] | None = None,
                     force=force, log=log)
 
 
+def get(dataset: str, *, root: str | os.PathLike[str] | None = None,
+        recipe_file: str | None = None, timeout: float = 60.0, log=print) -> Path:
+    """Make `<root>/<dataset>` present the cheapest way: already there; `dvc pull` of its
+    committed `<dataset>.dvc` (the team remote); building digits-mini; else `fetch`."""
+    s = registry.spec(dataset)
+    dest = data_root(root) / s.name
+    if (dest / MANIFEST).is_file():
+        log(f"{s.title}: present at {dest}")
+        return dest
+    if s.name == "digits_mini":
+        from ghuda.data import digits_mini
+
+        digits_mini.build(dest)
+        return dest
+    pointer = dest.with_name(dest.name + ".dvc")
+    repo = dvc_repo_of(dest.parent) if pointer.is_file() else None
+    if repo is not None:
+        log(f"{s.title}: dvc pull {pointer}")
+        proc = subprocess.run([sys.executable, "-m", "dvc", "pull", "-q", str(pointer)],
+                              cwd=repo, capture_output=True, text=True, check=False)
+        if proc.returncode == 0 and (dest / MANIFEST).is_file():
+            return dest
+        log(f"dvc pull failed ({proc.stderr.strip() or 'no manifest'}); fetching instead")
+    return fetch(s.name, root=root, recipe_file=recipe_file, timeout=timeout, log=log)
+
+
 # ---------------------------------------------------------------- register
 
 
