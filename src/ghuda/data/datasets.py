@@ -61,6 +61,8 @@ class ArrayImageDataset(Dataset):
 class ImageListDataset(Dataset):
     """Images read from `root / relpath` with PIL (RGB), labelled by the list."""
 
+    tensors = None  # read per item: nothing to batch by index
+
     def __init__(self, root: Path, samples: Sequence[tuple[str, int]],
                  class_names: Sequence[str], transform: Transform, name: str = "") -> None:
         self.root = Path(root)
