@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ghuda import data
 
@@ -95,3 +97,18 @@ def test_fixed_split_is_stable_function_of_labels():
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[1], c[1])
     assert np.bincount(labels[a[1]]).tolist() == [2] * 5
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=300))
+def test_split_property_stratified_disjoint_complete(labels):
+    from ghuda.data.splits import train_val_indices
+
+    labels = np.asarray(labels)
+    train, val = train_val_indices(labels, "any", "domain")
+    assert np.intersect1d(train, val).size == 0
+    assert np.array_equal(np.union1d(train, val), np.arange(labels.size))
+    for c in np.unique(labels):
+        n = int((labels == c).sum())
+        want = min(n - 1, max(1, round(0.1 * n)))
+        assert int((labels[val] == c).sum()) == want  # every class keeps a training image
