@@ -105,7 +105,7 @@ def params(method: Method, groups: Iterable[str]) -> list[nn.Parameter]:
 
 
 def run_stage(method: Method, stage: Stage, harmonizer: harmonize.Harmonizer,
-              opts: dict[str, torch.optim.Optimizer]) -> None:
+              opts: dict[str, torch.optim.Optimizer], with_stats: bool = True) -> None:
     for p in method.parameters():
         p.grad = None
     stepped = params(method, stage.step)
@@ -113,7 +113,8 @@ def run_stage(method: Method, stage: Stage, harmonizer: harmonize.Harmonizer,
     for pair in stage.pairs:
         s1, s2 = pair.scales
         harmonizer.backward(s1 * stage.losses[pair.first], s2 * stage.losses[pair.second],
-                            stepped, params(method, pair.measure), retain_graph=True)
+                            stepped, params(method, pair.measure), retain_graph=True,
+                            with_stats=with_stats)
         paired |= {pair.first, pair.second}
     rest = [v for k, v in stage.losses.items() if k not in paired and v.requires_grad]
     if rest:

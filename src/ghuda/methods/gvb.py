@@ -35,7 +35,8 @@ GRL coefficient ``2/(1+exp(-10 i/grl_max_iter)) - 1``; released grl_max_iter 100
 iterations, default None = the run length (see `ghuda.methods.cdan`).
 
 Hyper-parameters (digits-mini default / released `RELEASED`): trade_off 1 / 1; gvbg_weight
-1 / 1; gvbd_weight 1 / 1; disc_hidden 1024 / 1024; grl_max_iter None (run length) / 10000.
+1 / 1; gvbd_weight 1 / 1; disc_hidden 256 / 1024 (cost, as for `cdan`); grl_max_iter None
+(run length) / 10000.
 
 Simplifications: the bridges are always on (GVB-GD); ``gvbg_weight`` / ``gvbd_weight`` only
 weigh their losses (the released flag GVBG also switched the subtraction off at 0). The BCE
@@ -96,7 +97,7 @@ class GVB(Method):
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 1.0, gvbg_weight: float = 1.0, gvbd_weight: float = 1.0,
-                 disc_hidden: int = 1024, grl_max_iter: float | None = None) -> None:
+                 disc_hidden: int = 256, grl_max_iter: float | None = None) -> None:
         super().__init__(backbone, feature_dim, num_classes)
         check_positive("gvb", disc_hidden=disc_hidden)
         if grl_max_iter is not None:
