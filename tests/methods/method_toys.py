@@ -3,7 +3,7 @@
 Independent of the engine and of the project's backbones on purpose: the method contract
 (`ghuda.methods.base`) is exercised directly. The runner follows the contract: zero the
 gradients, backpropagate each harmonized pair through a harmonizer (measured on the pair's
-groups, applied to the stepped groups, losses pre-multiplied by `Pair.scales`), the other
+groups, applied to the stepped groups, `Pair.scales` applied after harmonization), the other
 losses as a plain sum, then step only the stage's groups.
 """
 
@@ -111,10 +111,9 @@ def run_stage(method: Method, stage: Stage, harmonizer: harmonize.Harmonizer,
     stepped = params(method, stage.step)
     paired: set[str] = set()
     for pair in stage.pairs:
-        s1, s2 = pair.scales
-        harmonizer.backward(s1 * stage.losses[pair.first], s2 * stage.losses[pair.second],
-                            stepped, params(method, pair.measure), retain_graph=True,
-                            with_stats=with_stats)
+        harmonizer.backward(stage.losses[pair.first], stage.losses[pair.second], stepped,
+                            params(method, pair.measure), retain_graph=True,
+                            with_stats=with_stats, scales=pair.scales)
         paired |= {pair.first, pair.second}
     rest = [v for k, v in stage.losses.items() if k not in paired and v.requires_grad]
     if rest:
