@@ -20,6 +20,7 @@ def two_builds(tmp_path_factory):
     return a, b
 
 
+@pytest.mark.slow
 def test_generation_twice_gives_identical_bytes(two_builds):
     a, b = two_builds
     for name in [digits_mini.MANIFEST] + [f"{d}.npz" for d in digits_mini.DOMAINS]:

@@ -25,6 +25,8 @@ from data_fixtures import make_archives, make_recipe, make_tree
 from ghuda.data import data_version
 from ghuda.data.fetch import verify_registered
 
+pytestmark = pytest.mark.slow  # subprocesses of dvc, snakemake and ghuda
+
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
