@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ghuda-installed
 CORES ?= all
 PYTEST_ARGS ?=
+# Rules and tests call `ghuda`, `dvc` and `snakemake` by name: the project's .venv comes first.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: reproduce test lint venv lock clean-venv
 
