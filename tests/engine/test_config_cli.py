@@ -1,0 +1,131 @@
+"""Config errors name the key and the allowed values and exit non-zero before any work;
+`--set` parsing; NaN stops a run with the iteration number and no metrics.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ghuda import config, methods
+from ghuda.config import ConfigError
+from ghuda.engine.cli import EXIT_CONFIG, EXIT_NONFINITE, main
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("method.name=nope", ["method.name", "'nope'", "source_only", "dann"]),
+    ("harmonizer.name=nope", ["harmonizer.name", "sum", "gh", "ghpp"]),
+    ("dataset.name=nope", ["dataset.name", "digits_mini"]),
+    ("dataset.target=mnist_x", ["dataset.target", "optdigits", "synth"]),
+    ("dataset.target=synth", ["dataset.target", "equals dataset.source"]),
+    ("train.stepz=3", ["train.stepz", "allowed keys", "steps"]),
+    ("bogus.key=1", ["bogus", "allowed top-level keys"]),
+    ("train.steps=many", ["train.steps", "expected int", "'many'"]),
+    ("train.steps=2.5", ["train.steps", "expected int"]),
+    ("train.nesterov=3", ["train.nesterov", "expected bool"]),
+    ("train.steps=0", ["train.steps", "must be > 0"]),
+    ("train.lr_schedule=cosine", ["train.lr_schedule", "inv", "constant"]),
+    ("train.device=tpu", ["train.device", "auto", "cpu", "cuda"]),
+    ("harmonizer.order=backwards", ["harmonizer.order", "released", "swapped"]),
+    ("harmonizer.measure=all", ["harmonizer.measure", "released", "stepped"]),
+    ("harmonizer.options={bogus: 1}", ["harmonizer.options", "bogus"]),
+    ("method.params={bogus: 1}", ["method.params.bogus", "allowed", "trade_off"]),
+    ("method.params={trade_off: high}", ["method.params.trade_off", "expected float"]),
+    ("model.backbone=vgg", ["model.backbone", "digit_cnn", "resnet50"]),
+    ("model.options={depth: 3}", ["model.options.depth", "widths"]),
+    ("model.pretrained=true", ["model.pretrained", "no ImageNet weights"]),
+    ("train.lr_multipliers={backbone: fast}", ["train.lr_multipliers.backbone", "number"]),
+])
+def test_config_errors_name_key_and_allowed_values(override, expected):
+    with pytest.raises(ConfigError) as info:
+        config.load(None, ["method.name=dann", override])
+    for text in expected:
+        assert text in str(info.value), (text, str(info.value))
+
+
+def test_method_needing_a_vit_rejects_a_cnn_backbone():
+    vit_methods = [m for m in methods.names() if methods.get(m).requires_backbone == "vit"]
+    if not vit_methods:
+        pytest.skip("no registered method requires a particular backbone")
+    with pytest.raises(ConfigError, match=r"model\.backbone.*tiny_vit"):
+        config.load(None, [f"method.name={vit_methods[0]}", "model.backbone=digit_cnn"])
+
+
+@pytest.mark.parametrize("bad", ["train.steps", "=3", "train.steps=[1"])
+def test_bad_set_syntax(bad):
+    with pytest.raises(ConfigError, match="--set"):
+        config.apply_overrides({}, [bad])
+
+
+def test_yaml_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("train: 3\n")
+    with pytest.raises(ConfigError, match="train: expected a mapping"):
+        config.load(wrong)
+
+
+def test_overrides_and_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("method: {name: dann, params: {trade_off: 0.5}}\ntrain: {lr: 1e-3}\n")
+    cfg = config.load(path, ["method.params.disc_hidden=64", "train.steps=7",
+                             "harmonizer.options={t: 0.25}", "harmonizer.name=ghpp",
+                             "variant=ghpp_t0.25"])
+    assert cfg["train"]["lr"] == 1e-3
+    assert isinstance(cfg["train"]["lr"], float)
+    assert cfg["method"]["params"] == {"trade_off": 0.5, "disc_hidden": 64}
+    assert cfg["train"]["steps"] == 7
+    assert cfg["train"]["batch_size"] == 32
+    assert config.variant(cfg) == "ghpp_t0.25"
+    assert config.variant(config.load(None)) == "sum"
+    assert config.sha256(cfg) == config.sha256(dict(reversed(list(cfg.items()))))
+    assert config.sha256(cfg) != config.sha256(config.load(path))
+
+
+def test_cli_config_error_exits_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--set", "method.name=nope", "--out", str(out)]) == EXIT_CONFIG
+    assert "config error" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_group_error_found_at_setup_writes_nothing(cli_args, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(cli_args(out, "method.name=dann", "train.lr_multipliers={generator: 2}"))
+    assert rc == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "train.lr_multipliers" in err
+    assert "'generator'" in err
+    assert "discriminator" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_print_config(capsys):
+    assert main(["--set", "train.steps=5", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 5" in out
+    assert "# sha256: " in out
+
+
+def test_nonfinite_loss_stops_with_step_and_no_metrics(cli_args, tmp_path, capsys):
+    rc = main(cli_args(tmp_path, "method.name=dann", "train.lr=1e30"))
+    assert rc == EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err
+    assert "at iteration 2" in err
+    assert "'dann'" in err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_python_dash_m_train_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ghuda", "train", "--set", "method.name=x",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == EXIT_CONFIG
+    assert "method.name" in proc.stderr
