@@ -14,11 +14,20 @@ check_config(config, source="config", check_registry=True)
 RES = f"{config['results_dir']}/{config['name']}"
 TABLES = config["tables_dir"]
 FIGURES = config["figures_dir"]
-# Jobs use the environment that runs Snakemake (ghuda, dvc), activated or not. With
-# `--software-deployment-method conda` they run in the named conda environment `ghuda` that
-# environment.yml creates (`conda env create -f environment.yml`).
-ENV = "ghuda"
-shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
+# Jobs call `ghuda` = workflow/bin/ghuda, i.e. `python -m ghuda` with this checkout's src/ on
+# PYTHONPATH. Without a software deployment method, `python` (and dvc) come from the
+# environment running Snakemake (.venv, activated or not); with
+# `--software-deployment-method conda`, from the environment workflow/envs/ghuda.yaml.
+ENV = "../envs/ghuda.yaml"
+_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+_BIN = Path(workflow.basedir) / "workflow" / "bin"
+_SRC = Path(workflow.basedir) / "src"
+_PATH = f"{_BIN}" if _CONDA else f"{_BIN}:{Path(sys.executable).parent}"
+shell.prefix(
+    f'set -euo pipefail; export PATH="{_PATH}:$PATH"; '
+    # braces doubled twice: once for this f-string, once for Snakemake's formatting
+    f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+)
 RUN_WILDCARDS = "{dataset}/{task}/{method}/{variant}/seed{seed}"
 
 RUNS = expand_runs(config)

@@ -1,0 +1,103 @@
+"""The Snakemake workflow without training: lint, dry runs, config errors, profiles."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+import yaml
+from conftest import REPO, snakemake
+
+# Training jobs of configs/paper.yaml per dataset: tasks x (source-only x 1 variant
+# + 6 baselines x {sum, gh, ghpp} (5 on Digits: no SSRT) + DANN, CDAN+E x {ghpp_exact,
+# pcgrad, agr_sum, agr_rand}) x 3 seeds.
+PAPER_TRAIN_JOBS = {
+    "office31": 6 * (1 + 18 + 8) * 3,        # 486
+    "office_home": 12 * (1 + 18 + 8) * 3,    # 972
+    "visda2017": 1 * (1 + 18 + 8) * 3,       # 81
+    "digits": 3 * (1 + 15 + 8) * 3,          # 216
+    "domainnet": 30 * (1 + 18 + 8) * 3,      # 2430
+}
+
+
+def _train_jobs(dry_run_output: str) -> Counter:
+    outputs = re.findall(r"^rule train:\n(?:    .*\n)*?    output: results/\w+/(\w+)/",
+                         dry_run_output, flags=re.MULTILINE)
+    return Counter(outputs)
+
+
+@pytest.mark.slow
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_paper_dry_run_lists_the_expected_training_jobs():
+    proc = snakemake("-n", "--configfile", "configs/paper.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = _train_jobs(proc.stdout)
+    assert dict(counts) == PAPER_TRAIN_JOBS
+    assert sum(counts.values()) == 4185
+    # every training job asks for one GPU, its memory and its run time
+    resources = re.findall(r"^rule train:\n(?:    .*\n)*?    resources: (.*)$", proc.stdout,
+                           flags=re.MULTILINE)
+    assert len(resources) == 4185
+    assert all("gpu=1" in r and "runtime=" in r and "mem_mb=" in r for r in resources)
+
+
+def test_default_dry_run_trains_the_default_grid():
+    from ghuda.report.config import load_config
+    from ghuda.report.grid import expand_runs
+
+    proc = snakemake("-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = len(expand_runs(load_config(REPO / "configs" / "default.yaml")))
+    assert _train_jobs(proc.stdout) == {"digits_mini": expected}
+    for rule in ("aggregate", "tables", "theory", "verify", "compute_budget", "report"):
+        assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"variants": {"gh": {"harmonizer": "gh"}}}, "'label' is a required property"),
+    ({"grid": [{"name": "g", "methods": ["dann"], "variants": ["nope"], "seeds": [0]}]},
+     "'grid/0(g)/variants' names 'nope'"),
+])
+def test_bad_config_names_the_key(tmp_path, edit, message):
+    config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+    for key, value in edit.items():
+        if isinstance(value, dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(path))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus():
+    plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml")
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert _train_jobs(plain.stdout) == {"digits_mini": 4}  # not merged with default.yaml
+    assert "gpu_lock.py" not in plain.stdout  # CPU jobs run directly
+    proc = snakemake("-n", "-p", "--profile", "workflow/profiles/gpu-local", "--configfile",
+                     "configs/ci.yaml", "--set-resources", "train:gpu=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("python workflow/scripts/gpu_lock.py --gpus 1 -- ghuda train") == 4
+
+
+def test_slurm_profile_has_placeholders_requeue_and_retries():
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["slurm-requeue"] is True
+    assert profile["retries"] >= 1
+    assert profile["rerun-incomplete"] is True
+    assert profile["default-resources"]["slurm_account"] == "YOUR_ACCOUNT"
+    assert profile["default-resources"]["slurm_partition"] == "YOUR_PARTITION"
+    proc = snakemake("-n", "--profile", "workflow/profiles/slurm", "--configfile",
+                     "configs/ci.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
