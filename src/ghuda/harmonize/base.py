@@ -184,6 +184,10 @@ class Harmonizer(ABC):
     # instances in weighted_loss mode report extra_backward = 2.
     extra_forward: ClassVar[int] = 0
     extra_backward: ClassVar[int] = 1
+    # True for harmonizers that own their step (MetaAlign): the engine then passes
+    # ``backward(..., look_ahead=LookAhead(...))`` (ghuda.harmonize.metaalign); such a
+    # harmonizer has no flat-gradient form, so `harmonize` raises.
+    look_ahead: ClassVar[bool] = False
 
     def __init__(self, mode: str = "direct") -> None:
         if mode not in MODES:
