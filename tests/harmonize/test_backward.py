@@ -8,6 +8,7 @@ import pytest
 import torch
 from harmonize_cases import (
     ELEMENTWISE,
+    PAIRWISE,
     VECTOR,
     BackwardCounter,
     DannNet,
@@ -18,7 +19,7 @@ from harmonize_cases import (
 
 import ghuda.harmonize as H
 
-NAMES = H.names()
+NAMES = PAIRWISE
 SEED = 11
 
 

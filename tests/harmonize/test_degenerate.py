@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from harmonize_cases import VECTOR, angle_deg, pair_with_angle
+from harmonize_cases import PAIRWISE, VECTOR, angle_deg, pair_with_angle
 
 import ghuda.harmonize as H
 from ghuda.harmonize.ghpp_exact import ANTIPARALLEL_SIN
 
-NAMES = H.names()
+NAMES = PAIRWISE
 
 
 def _finite(r: H.Harmonized) -> bool:
