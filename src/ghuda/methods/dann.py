@@ -15,6 +15,7 @@ components of the objective. The two agree for the released ``trade_off = 1``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from torch import Tensor, nn
 
@@ -25,6 +26,7 @@ from ghuda.methods.common import (
     domain_adversarial_loss,
     grl_coeff,
     joint_forward,
+    reevaluator,
 )
 from ghuda.methods.registry import register
 from ghuda.models.heads import discriminator
@@ -48,17 +50,21 @@ class DANN(Method):
         return {"backbone": list(self.backbone.parameters()), **self.head.groups(),
                 "discriminator": list(self.discriminator.parameters())}
 
-    def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
+    def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
+        """``transfer`` and ``cls`` of one iteration with reversal coefficient `coeff`."""
         f_src, f_tgt = joint_forward(self.backbone, batch)
         z_src, logits_src = self.head(f_src)
         z_tgt = self.head.embed(f_tgt)
-        transfer = domain_adversarial_loss(self.discriminator, z_src, z_tgt,
-                                           grl_coeff(info, self.grl_max_iter))
+        transfer = domain_adversarial_loss(self.discriminator, z_src, z_tgt, coeff)
+        return {"transfer": self.trade_off * transfer,
+                "cls": cross_entropy(logits_src, batch.y_src)}
+
+    def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
         groups = tuple(self.param_groups())
         measure = tuple(g for g in groups if g != "discriminator")
-        yield Stage("main", {"transfer": self.trade_off * transfer,
-                             "cls": cross_entropy(logits_src, batch.y_src)},
-                    step=groups, pairs=(Pair("transfer", "cls", measure),))
+        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter))
+        yield Stage("main", fn(), step=groups, pairs=(Pair("transfer", "cls", measure),),
+                    reevaluate=reevaluator(self, fn))
 
     def predict(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))[1]
