@@ -8,13 +8,15 @@ harmonizer, every other loss as a plain sum — and steps the named groups' opti
 asking the method for its next stage, so a multi-step method (MCD's steps A/B/C) computes each
 stage's forward pass with the weights the previous stage left.
 
-Methods never see target labels: `Batch` carries none.
+Methods never see target labels: `Batch` carries none. A method that keeps per-sample target
+state (CGDM's pseudo-labels) sets `refresh_every`; the engine then calls `Method.refresh` with
+every target training IMAGE (never a label) and passes the batch's target indices.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -23,11 +25,16 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class Batch:
-    """One training iteration's data: labelled source, unlabelled target."""
+    """One training iteration's data: labelled source, unlabelled target.
+
+    `idx_tgt` (set by the engine) holds the target rows' indices in the target training set,
+    the order in which `Method.refresh` sees the images.
+    """
 
     x_src: Tensor
     y_src: Tensor
     x_tgt: Tensor
+    idx_tgt: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Method(nn.Module, ABC):
 
     name: ClassVar[str] = ""
     requires_backbone: ClassVar[str | None] = None
+    # > 0: the engine calls `refresh` before iterations 0, k, 2k, ... (k = refresh_every)
+    refresh_every: int = 0
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -112,3 +121,12 @@ class Method(nn.Module, ABC):
     def features(self, x: Tensor) -> Tensor:
         """Features for visualisation (t-SNE); the backbone output by default."""
         return self.backbone(x)
+
+    def refresh(self, target_images: Iterable[Tensor], info: StepInfo) -> None:
+        """Recompute per-sample target state (e.g. pseudo-labels) from the whole target set.
+
+        Called by the engine when ``refresh_every > 0`` and ``info.step % refresh_every == 0``,
+        before that iteration's stages, with the method in eval mode and gradients off.
+        `target_images` yields the target training images in dataset order (the indices of
+        `Batch.idx_tgt`), on the training device, in batches; no labels. Default: nothing.
+        """
