@@ -35,7 +35,7 @@ from ghuda.harmonize.base import (
 from ghuda.harmonize.registry import make, names, register
 
 # Modules that register harmonizers on import, in the order tables show them.
-MODULES = ("sum", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum", "agr_rand")
+MODULES = ("sum", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum", "agr_rand", "metaalign")
 for _module in MODULES:
     importlib.import_module(f"ghuda.harmonize.{_module}")
 
