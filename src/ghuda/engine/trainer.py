@@ -6,7 +6,10 @@ harmonized `Pair` through the harmonizer (params = the stage's stepped groups, m
 pair's groups, or the stepped groups under ``harmonizer.measure: stepped``), backpropagate the
 remaining losses as one plain sum, and step the stage's groups. Statistics are requested from
 the harmonizer only on logging steps, so the ``sum`` baseline costs one backward pass on the
-others.
+others. A harmonizer that owns its step (``look_ahead``: MetaAlign) also receives the stage's
+`reevaluate` and the stepped parameters' names and learning rates (`_look_ahead`). A method
+with ``refresh_every > 0`` (CGDM) gets `Method.refresh` with the target training images
+before every ``refresh_every``-th iteration; each batch carries its target indices.
 
 Resuming: a checkpoint holds the model, optimizers, loss scaler, harmonizer state, every RNG
 state, the iteration, and the byte length of ``history.jsonl`` at that moment; the batch
@@ -56,6 +59,7 @@ from ghuda.engine.outputs import (
 from ghuda.engine.progress import Progress
 from ghuda.engine.runtime import Runtime, make_runtime, rng_state, seed_everything, set_rng_state
 from ghuda.harmonize.base import NonFiniteGradientError
+from ghuda.harmonize.metaalign import LookAhead
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 
 FEATURES_PER_DOMAIN = 1000
@@ -164,6 +168,7 @@ class Trainer:
         self.src = BatchStream(self.splits.source_train, bs, seed, SOURCE_STREAM, workers)
         self.tgt = BatchStream(self.splits.target_train, bs, seed, TARGET_STREAM, workers)
         self._trainable = [p for p in method.parameters() if p.requires_grad]
+        self._param_names = {id(p): n for n, p in method.named_parameters()}
         self._validated: set[str] = set()
 
     # ------------------------------------------------------------------ one stage
@@ -228,7 +233,8 @@ class Trainer:
                 s = self.harmonizer.backward(
                     scale(stage.losses[pair.first]), scale(stage.losses[pair.second]),
                     params, self.optim.parameters(pair.measure),
-                    retain_graph=k < passes - 1, with_stats=log, scales=pair.scales)
+                    retain_graph=k < passes - 1, with_stats=log, scales=pair.scales,
+                    **self._look_ahead(stage, pair, params))
                 if log:
                     stats.append({"first": pair.first, "second": pair.second,
                                   **self.scaler.unscale_stats(s)})
@@ -250,6 +256,30 @@ class Trainer:
             return None
         return {"stage": stage.name, "losses": dict(zip(names, values.tolist(), strict=True)),
                 "pairs": stats}
+
+    def _look_ahead(self, stage: Stage, pair: Pair, params: list[nn.Parameter]
+                    ) -> dict[str, LookAhead]:
+        """``look_ahead=`` for harmonizers that own their step (MetaAlign), else nothing: the
+        stage's `reevaluate` under the run's autocast, parameter names, current learning rates
+        of the stepped groups, the pair's loss names and the loss scale."""
+        if not self.harmonizer.look_ahead:
+            return {}
+        fn, autocast = stage.reevaluate, self.runtime.autocast
+
+        def reevaluate(substituted: Any) -> dict[str, Any]:
+            with autocast():
+                return fn(substituted)  # type: ignore[misc]
+
+        lrs: list[float] = []
+        for g in stage.step:  # the order of `params` (GroupOptimizers.parameters)
+            if self.optim.params[g]:
+                lrs += [self.optim.optimizers[g].param_groups[0]["lr"]] * len(self.optim.params[g])
+        return {"look_ahead": LookAhead(
+            reevaluate=None if fn is None else reevaluate,
+            names=[self._param_names[id(p)] for p in params], lrs=lrs,
+            first=pair.first, second=pair.second,
+            loss_scale=self.scaler.scale if self.scaler.enabled else 1.0,
+            where=f"method {self.cfg['method']['name']!r}, stage {stage.name!r}")}
 
     def _where(self, step: int, stage: Stage, what: str) -> str:
         return (f"non-finite {what} at iteration {step + 1} (stage {stage.name!r}, method "
@@ -366,6 +396,8 @@ class Trainer:
                 "train_s": sum(step_times), "eval_s": timing["eval_s"],
                 "steps_per_s": len(step_times) / max(sum(step_times), 1e-12),
                 "step_ms_median": 1000.0 * statistics.median(step_times),
+                "extra_forward": int(self.harmonizer.extra_forward),
+                "extra_backward": int(self.harmonizer.extra_backward),
                 **memory.report(), "device": runtime.describe(), "threads": runtime.threads,
                 "resumed": resume is not None}
         metrics = self._metrics(cost, runtime)
@@ -405,7 +437,11 @@ class Trainer:
         if runtime.channels_last and x_s.dim() == 4:
             x_s = x_s.contiguous(memory_format=torch.channels_last)
             x_t = x_t.contiguous(memory_format=torch.channels_last)
-        batch = Batch(x_src=x_s, y_src=y_s.to(dev, non_blocking=True), x_tgt=x_t)
+        every = self.method.refresh_every
+        if every and i % every == 0:
+            self._refresh(i, total, runtime)
+        batch = Batch(x_src=x_s, y_src=y_s.to(dev, non_blocking=True), x_tgt=x_t,
+                      idx_tgt=self.tgt.indices(i).to(dev, non_blocking=True))
         self.method.train()
         stages = self.method.stages(batch, StepInfo(step=i, total_steps=total))
         records = []
@@ -418,6 +454,22 @@ class Trainer:
             if record is not None:
                 records.append(record)
         return records
+
+    def _refresh(self, i: int, total: int, runtime: Runtime) -> None:
+        """`Method.refresh` with every target training image in dataset order (eval mode, no
+        gradients, the run's autocast); labels are dropped here."""
+        self.method.eval()
+
+        def images() -> Any:
+            for x, _ in eval_batches(self.splits.target_train, self.t["eval_batch_size"],
+                                     self.t["num_workers"]):
+                x = x.to(runtime.device, non_blocking=True)
+                if runtime.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x
+
+        with torch.no_grad(), runtime.autocast():
+            self.method.refresh(images(), StepInfo(step=i, total_steps=total))
 
     def _metrics(self, cost: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
         cfg = self.cfg
