@@ -68,8 +68,9 @@ COSINES = ("per_tensor", "flat")
 
 
 def entropy_weighted_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """``sum_i w_i CE_i / sum_i w_i`` with ``w_i = 1 + exp(-H(softmax(logits_i)))``."""
-    logits = logits.float()
+    """``sum_i w_i CE_i / sum_i w_i`` with ``w_i = 1 + exp(-H(softmax(logits_i)))``, in float32
+    or wider."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     w = 1.0 + torch.exp(-entropy(F.softmax(logits, dim=1)))
     ce = F.cross_entropy(logits, labels, reduction="none")
     return (w * ce).sum() / w.sum().detach()
