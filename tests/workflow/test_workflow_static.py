@@ -101,3 +101,12 @@ def test_slurm_profile_has_placeholders_requeue_and_retries():
     proc = snakemake("-n", "--profile", "workflow/profiles/slurm", "--configfile",
                      "configs/ci.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_conda_env_pins_match_pyproject():
+    import tomllib
+
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "ghuda.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(pip) == sorted(pins)

@@ -103,11 +103,12 @@ rule theory:
         results=lambda w, input: Path(input.summary[0]).parent.parent,
         tables=lambda w, output: Path(output.table).parent,
         figures=lambda w, output: Path(output.png).parent,
+        quick="--quick" if config["theory"]["quick"] else "",
     conda:
         ENV
     shell:
         "ghuda theory --results {params.results:q} --tables {params.tables:q}"
-        " --figures {params.figures:q} > {log:q} 2>&1"
+        " --figures {params.figures:q} {params.quick} > {log:q} 2>&1"
 
 
 rule verify:

@@ -1,0 +1,59 @@
+"""configs/ci.yaml through the whole pipeline in a copy of the checkout (a few minutes).
+
+Every rule runs for real: data (digits-mini built through `ghuda data get`), 4 training runs,
+aggregate, tables, figures, theory, verify, report; then a second invocation has nothing to
+do, and `snakemake --report` builds the HTML report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, snakemake
+
+from ghuda.report.outputs import figure_names, table_names
+
+
+def _copy_checkout(dest: Path) -> Path:
+    """The working tree as git sees it (tracked and untracked, not ignored)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+@pytest.mark.slow
+def test_ci_config_end_to_end(tmp_path):
+    work = _copy_checkout(tmp_path / "repo")
+    proc = snakemake("--cores", "2", "--configfile", "configs/ci.yaml", cwd=work, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+
+    config = yaml.safe_load((work / "configs" / "ci.yaml").read_text())
+    tables, figures = work / config["tables_dir"], work / config["figures_dir"]
+    for name in [*table_names(config), "verify.md", "theory.md", "README.md"]:
+        assert (tables / name).stat().st_size > 0, name
+    for name in [*figure_names(config), "theory_violations"]:
+        for ext in ("png", "pdf"):
+            assert (figures / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    main = (tables / "digits_mini.md").read_text()
+    for row in ("| DANN |", "| CDAN+E |", "| +GH |"):
+        assert row in main
+    assert "nothing to verify" in (tables / "verify.md").read_text()
+
+    again = snakemake("-n", "--configfile", "configs/ci.yaml", cwd=work)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    report = snakemake("--report", "report.html", "--configfile", "configs/ci.yaml", cwd=work)
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (work / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ("digits_mini.md", "conflict_over_training.png", "verify.md"):
+        assert name in html
