@@ -76,6 +76,17 @@ def test_item_path_matches_tensor_path_and_augmentation_is_keyed():
     torch.set_rng_state(state)
 
 
+def test_worker_prefetch_matches_in_process_reading():
+    x, y = _data(30)
+    ds = ItemDataset(x, y, noise=True)
+    local = BatchStream(ds, 4, 1, stream=1)
+    workers = BatchStream(ds, 4, 1, stream=1, num_workers=1)
+    # sequential reading across an epoch boundary (7 batches per epoch), then a jump (resume)
+    for step in [*range(10), 3, 4, 20]:
+        assert all(torch.equal(a, b) for a, b in zip(local.get(step), workers.get(step),
+                                                      strict=True)), step
+
+
 def test_batch_size_larger_than_split_is_an_error():
     x, y = _data(3)
     with pytest.raises(ValueError, match="batch_size 4 exceeds"):

@@ -122,7 +122,8 @@ class BatchStream:
                         for j in range(self.batch_size)] for b in range(pos, self.per_epoch)]
             self._loader = iter(DataLoader(_KeyedItems(self.dataset, self.seed, self.stream),
                                            batch_sampler=batches, num_workers=self.num_workers,
-                                           collate_fn=_collate, pin_memory=True))
+                                           collate_fn=_collate,
+                                           pin_memory=torch.cuda.is_available()))
         self._next_step = step + 1
         if (step + 1) % self.per_epoch == 0:
             batch = next(self._loader)
