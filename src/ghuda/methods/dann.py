@@ -2,14 +2,11 @@
 
 A discriminator on the bottleneck features sits behind a gradient reversal layer whose
 coefficient follows the released schedule (REFERENCE 1.5). Losses: ``transfer`` (the domain
-BCE times `trade_off`) and ``cls`` (source cross-entropy). Harmonized pair, as the released
-code wires GH for CDAN (REFERENCE 1.4): L1 = transfer, L2 = cls; measure scope = every group
-but the discriminator. The gradient the feature extractor sees from ``transfer`` is the one
-after the reversal layer.
-
-Deviation: the released code measures the angle on the unscaled transfer loss and applies
-``trade_off * w1``; here `trade_off` is part of L1, so the harmonized gradients are exactly the
-components of the objective. The two agree for the released ``trade_off = 1``.
+BCE) and ``cls`` (source cross-entropy). Harmonized pair, as the released code (the same
+training script for DANN and CDAN) wires GH (REFERENCE 1.4): L1 = transfer, L2 = cls; measure
+scope = every group but the discriminator; the trade-off is applied after harmonization,
+``trade_off * w1 * L1 + w2 * L2`` (`Pair.scales`). The gradient the feature extractor sees from
+``transfer`` is the one after the reversal layer.
 """
 
 from __future__ import annotations
@@ -51,20 +48,20 @@ class DANN(Method):
                 "discriminator": list(self.discriminator.parameters())}
 
     def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
-        """``transfer`` and ``cls`` of one iteration with reversal coefficient `coeff`."""
+        """``transfer`` (unscaled: `trade_off` is the pair's scale) and ``cls`` of one
+        iteration with reversal coefficient `coeff`."""
         f_src, f_tgt = joint_forward(self.backbone, batch)
         z_src, logits_src = self.head(f_src)
         z_tgt = self.head.embed(f_tgt)
         transfer = domain_adversarial_loss(self.discriminator, z_src, z_tgt, coeff)
-        return {"transfer": self.trade_off * transfer,
-                "cls": cross_entropy(logits_src, batch.y_src)}
+        return {"transfer": transfer, "cls": cross_entropy(logits_src, batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
         groups = tuple(self.param_groups())
         measure = tuple(g for g in groups if g != "discriminator")
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter))
-        yield Stage("main", fn(), step=groups, pairs=(Pair("transfer", "cls", measure),),
-                    reevaluate=reevaluator(self, fn))
+        pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
+        yield Stage("main", fn(), step=groups, pairs=(pair,), reevaluate=reevaluator(self, fn))
 
     def predict(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))[1]
