@@ -33,7 +33,8 @@ def _ids(trainer: Trainer, *groups: str) -> set[int]:
 @pytest.mark.parametrize(("order", "measure"), [("released", "released"),
                                                 ("swapped", "stepped")])
 def test_harmonizer_gets_pair_params_and_measure_scope(make_cfg, tmp_path, order, measure):
-    cfg = make_cfg(*DANN, "harmonizer.name=gh", f"harmonizer.order={order}",
+    cfg = make_cfg(*DANN, "method.params.trade_off=0.5", "harmonizer.name=gh",
+                   f"harmonizer.order={order}",
                    f"harmonizer.measure={measure}", "train.steps=10", "train.log_every=5",
                    "train.eval_every=10")
     trainer = Trainer(cfg, tmp_path, bar=False)
@@ -47,7 +48,9 @@ def test_harmonizer_gets_pair_params_and_measure_scope(make_cfg, tmp_path, order
     expected = released_scope if measure == "released" else everything
     assert all(c["measure"] == expected for c in calls)
     assert [c["with_stats"] for c in calls] == [False] * 4 + [True] + [False] * 4 + [True]
-    assert all(c["retain_graph"] is False and tuple(c["scales"]) == (1.0, 1.0) for c in calls)
+    assert all(c["retain_graph"] is False for c in calls)
+    scales = (1.0, 0.5) if order == "swapped" else (0.5, 1.0)  # the trade-off follows L_transfer
+    assert all(tuple(c["scales"]) == scales for c in calls)
     # cross-entropy of 10 classes starts near log(10); the domain BCE near log(2)
     first = calls[0]
     cls, transfer = (first["loss1"], first["loss2"]) if order == "swapped" else (

@@ -21,6 +21,7 @@ ending (on the CPU) with a ``metrics.json`` identical to an uninterrupted run's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -196,14 +197,17 @@ class Trainer:
         self._validated.add(stage.name)
 
     def _pairs(self, stage: Stage) -> list[Pair]:
+        """The stage's pairs under ``harmonizer.order`` (swapped: L1 and L2 exchange, with
+        their scales) and ``harmonizer.measure`` (stepped: every stepped group)."""
         hz = self.cfg["harmonizer"]
         out = []
         for pair in stage.pairs:
-            first, second = pair.first, pair.second
             if hz["order"] == "swapped":
-                first, second = second, first
-            measure = stage.step if hz["measure"] == "stepped" else pair.measure
-            out.append(Pair(first, second, tuple(measure)))
+                pair = Pair(pair.second, pair.first, pair.measure,
+                            scales=(pair.scales[1], pair.scales[0]))
+            if hz["measure"] == "stepped":
+                pair = dataclasses.replace(pair, measure=tuple(stage.step))
+            out.append(pair)
         return out
 
     def _run_stage(self, stage: Stage, step: int, log: bool) -> dict[str, Any] | None:
