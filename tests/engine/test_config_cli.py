@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,10 @@ def test_python_dash_m_train_entry_point(tmp_path):
                           check=False)
     assert proc.returncode == EXIT_CONFIG
     assert "method.name" in proc.stderr
+
+
+def test_shipped_digits_mini_config_is_valid():
+    path = Path(__file__).resolve().parents[2] / "configs" / "digits_mini.yaml"
+    cfg = config.load(path)
+    assert cfg["dataset"]["name"] == "digits_mini"
+    assert cfg["model"]["options"] == {"input_norm": "gray"}
