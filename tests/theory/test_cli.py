@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,11 +17,14 @@ from ghuda.theory.table import render
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(suite.Settings, "quick_mode", classmethod(lambda cls, seed=0: TINY))
+    """--quick gives tiny sizes, with the searches in a spawned second process."""
+    parallel = dataclasses.replace(TINY, workers=2)
+    monkeypatch.setattr(suite.Settings, "quick_mode", classmethod(lambda cls, seed=0: parallel))
 
 
 def test_writes_table_and_figure(tmp_path, tiny, capsys):
-    """Pipeline-style --results/--tables with an explicit --out-figure stem."""
+    """Pipeline-style --results/--tables with an explicit --out-figure stem; the table is the
+    same as a single-process run's (the second process changes nothing)."""
     results = tmp_path / "results"
     results.mkdir()
     stem = tmp_path / "f" / "theory_violations"
@@ -30,6 +34,7 @@ def test_writes_table_and_figure(tmp_path, tiny, capsys):
     for key in ("1a", "1d", "2a", "2b", "3", "4a", "4e", "5a", "5b", "5c", "L"):
         assert f"| {key} |" in text
     assert f"no run folders (history.jsonl) under {results}" in text
+    assert text == render(suite.run_checks(TINY, runs=[results]), str(stem))
     assert (tmp_path / "f" / "theory_violations.png").stat().st_size > 1000
     assert (tmp_path / "f" / "theory_violations.pdf").stat().st_size > 1000
     leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
@@ -74,3 +79,4 @@ def test_table_reports_failing_and_not_run_properties():
     assert "not run" in text
     assert "no runs here" in text
     assert "| 1a | property 1a | h | 10 | 0 rel | 0 | holds |" in text
+

@@ -15,7 +15,7 @@ from ghuda.theory.suite import Settings, run_checks
 
 TINY = Settings(pairs=60, aligned=20, descent_cases=20, nets=2,
                 search=SearchBudget(1, 2, 4),
-                descent_search=(1, 3), nets_search=(1, 3), logged_cap=50, grid=(6, 5),
+                descent_search=(1, 3), nets_search=(1, 3), logged_cap=50, grid=(6, 5), workers=1,
                 quick=True)
 
 

@@ -85,9 +85,12 @@ class Pairs:
             sign = rng.choice([-1.0, 1.0])
             e1 = np.array([np.cos(phi), np.sin(phi)])
             e2 = sign * np.array([-np.sin(phi), np.cos(phi)])
-        else:
-            q, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
-            e1, e2 = q[:, 0], q[:, 1]
+        else:  # Gram-Schmidt (twice, for orthogonality to rounding) of two Gaussian vectors
+            a, b = rng.standard_normal(dim), rng.standard_normal(dim)
+            e1 = a / np.linalg.norm(a)
+            for _ in range(2):
+                b = b - (b @ e1) * e1
+            e2 = b / np.linalg.norm(b)
         theta = float(self.theta[i])
         if theta == np.pi:
             c, s = -1.0, 0.0

@@ -122,11 +122,11 @@ def conflicting_pairs(logged: Logged, cap: int, seed: int) -> tuple[Pairs, str]:
     return make_pairs(theta, a["norm1"][keep], a["norm2"][keep], dim=2, seed=seed), note
 
 
-def weights_part(logged: Logged, where: str) -> CheckResult:
+def weights_part(logged: Logged, why_empty: str) -> CheckResult:
     """Logged (w1, w2) against the closed form of each run's harmonizer."""
     part = "logged runs"
-    if not logged.runs:
-        return not_run(WEIGHT_SPEC, part, "runs", f"no run folders (history.jsonl) under {where}")
+    if not len(logged):
+        return not_run(WEIGHT_SPEC, part, "logged w1, w2", why_empty)
     a = logged.arrays()
     idx, skipped = [], set()
     formulas = []

@@ -21,8 +21,10 @@ from ghuda.theory.subjects import label, missing_note
 # The properties are rotation invariant; the random part covers dimensions up to 10^4, the
 # search goes up to 10^3 (each evaluation builds a random frame of that dimension).
 MAX_LOG_DIM = 3.0
-# Angle bounds of the search: the open intervals of the two domains, 1e-6 deg from their ends.
-THETA_BOUNDS = {"conflict": (90.0 + 1e-6, 180.0 - 1e-6), "aligned": (0.0, 90.0 - 1e-6)}
+# Angle bounds of the search, as close to the ends as the random sampling goes (1e-4 deg): nearer
+# to 180 deg, float64 cannot resolve theta = acos(cos) (the allowance 64 eps/sin^2 exceeds 1e-3).
+# The exact ends are the degenerate cases of `degenerate_part`.
+THETA_BOUNDS = {"conflict": (90.0 + 1e-4, 180.0 - 1e-4), "aligned": (0.0, 90.0 - 1e-4)}
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,34 @@ def _errors_note(outs: list[Outputs]) -> str:
         f" (e.g. {errors[0]})" if errors else "")
 
 
-def sampled_part(prop: Property, outputs: dict[str, Outputs], part: str,
-                 subjects: dict[str, Subject]) -> CheckResult:
+@dataclass(frozen=True)
+class Sampled:
+    """A sampled part with the per-case data behind it (for explaining a failure)."""
+
+    result: CheckResult
+    outs: list[Outputs]
+    violation: np.ndarray
+    tolerance: np.ndarray
+
+
+def sampled(prop: Property, outputs: dict[str, Outputs], part: str,
+            subjects: dict[str, Subject]) -> Sampled:
     """The property on precomputed outputs (same cases for every harmonizer it needs)."""
     why = missing_note(prop.subjects, subjects)
     if why:
-        return not_run(prop.spec, part, label(prop.subjects, subjects), why)
+        empty = np.zeros(0)
+        return Sampled(not_run(prop.spec, part, label(prop.subjects, subjects), why), [],
+                       empty, empty)
     outs = [outputs[k] for k in prop.subjects]
     v, tol = violations(prop, outs)
-    return summarise(prop.spec, part, label(prop.subjects, subjects), v, tol, outs[0].describe,
-                     note=_errors_note(outs))
+    result = summarise(prop.spec, part, label(prop.subjects, subjects), v, tol,
+                       outs[0].describe, note=_errors_note(outs))
+    return Sampled(result, outs, v, tol)
+
+
+def sampled_part(prop: Property, outputs: dict[str, Outputs], part: str,
+                 subjects: dict[str, Subject]) -> CheckResult:
+    return sampled(prop, outputs, part, subjects).result
 
 
 def adversarial_part(prop: Property, subjects: dict[str, Subject], seed: int,

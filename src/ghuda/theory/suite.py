@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +29,15 @@ class Settings:
     seed: int = 0
     pairs: int = 10_000
     aligned: int = 1_000
-    descent_cases: int = 5_000  # per family: 15 000 conflicting points for item 3
-    nets: int = 150
+    descent_cases: int = 3_400  # per family: 10 200 conflicting points for item 3
+    nets: int = 100
     search: pairwise.SearchBudget = field(default_factory=pairwise.SearchBudget)
     descent_search: tuple[int, int] = (12, 6)
-    nets_search: tuple[int, int] = (6, 5)
+    nets_search: tuple[int, int] = (4, 5)
     logged_cap: int = 20_000
     grid: tuple[int, int] = (72, 49)
     quick: bool = False
+    workers: int = 2  # 2: searches run in a second process (shipped harmonizers only)
 
     @classmethod
     def quick_mode(cls, seed: int = 0) -> Settings:
@@ -160,11 +163,50 @@ def grid_text(grid: Grid) -> list[str]:
 Progress = Callable[[str], None]
 
 
+def searches(settings: Settings, subjects: dict[str, Subject], make: weighted.MakeFn | None
+             ) -> dict[str, list[CheckResult]]:
+    """The self-contained parts: adversarial pair searches (one per property, in order), the
+    weighted-loss equivalence (2b) and the descent bound (3)."""
+    seed = settings.seed
+    out: dict[str, list[CheckResult]] = {"adversarial": [], "2b": [], "3": []}
+    for i, p in enumerate(properties()):
+        out["adversarial"].append(
+            pairwise.adversarial_part(p, subjects, seed + 100 + i, settings.search))
+    for name in weighted.NAMES:
+        out["2b"].append(weighted.random_part(name, settings.nets, seed, make=make))
+        out["2b"].append(weighted.adversarial_part(name, seed, *settings.nets_search, make=make))
+    for family in descent.FAMILIES:
+        gh = subjects.get("gh")
+        out["3"].append(descent.random_part(family, gh, settings.descent_cases, seed))
+        out["3"].append(descent.adversarial_part(family, gh, seed, *settings.descent_search))
+    return out
+
+
+def _shipped_searches(settings: Settings) -> dict[str, list[CheckResult]]:
+    """`searches` on the shipped harmonizers, in a worker process (one thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return searches(settings, shipped_subjects(), None)
+
+
 def run_checks(settings: Settings, subjects: dict[str, Subject] | None = None,
                runs: list[Path] | None = None, make: weighted.MakeFn | None = None,
                progress: Progress | None = None) -> TheoryReport:
-    """Every check of issue 6 on the shipped harmonizers (or on injected ones)."""
+    """Every check of issue 6 on the shipped harmonizers (or on injected ones).
+
+    With `settings.workers` = 2 and the shipped harmonizers, `searches` runs in a second
+    process (spawned, so no thread pool is forked) while this one does the sampled parts;
+    the results do not depend on it (every part has its own seed).
+    """
     say = progress or (lambda _msg: None)
+    runs = runs or []
+    history = logged.load(logged.find_runs(runs))  # bad input fails before any work starts
+    background = None
+    if settings.workers > 1 and subjects is None and make is None:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        background = pool.submit(_shipped_searches, settings)
+        pool.shutdown(wait=False)
     subjects = shipped_subjects() if subjects is None else subjects
     report = TheoryReport(settings=settings, harmonizers=sorted(subjects))
     seed = settings.seed
@@ -175,7 +217,7 @@ def run_checks(settings: Settings, subjects: dict[str, Subject] | None = None,
         now = time.perf_counter(), time.process_time()
         report.timings[name] = now[0] - clock[0]
         say(f"theory: {name} done ({now[0] - clock[0]:.1f} s wall, "
-            f"{now[1] - clock[1]:.1f} s CPU)")
+            f"{now[1] - clock[1]:.1f} s CPU in this process)")
         clock = now
 
     props = properties()
@@ -187,10 +229,6 @@ def run_checks(settings: Settings, subjects: dict[str, Subject] | None = None,
     keys = {k for p in props if p.key in LOGGED_KEYS for k in p.subjects}
     lap("random pairs evaluated")
 
-    runs = runs or []
-    found = logged.find_runs(runs)
-    history = logged.load(found)
-    where = ", ".join(str(r) for r in runs) or "(no --runs given)"
     logged_out: dict[str, Outputs] = {}
     if len(history):
         lp, report.runs_note = logged.conflicting_pairs(history, settings.logged_cap, seed)
@@ -198,47 +236,39 @@ def run_checks(settings: Settings, subjects: dict[str, Subject] | None = None,
             logged_out = pairwise.evaluate_all(keys, subjects, lp)
             report.logged_theta_deg = np.degrees(lp.theta)
             report.logged_log_ratio = np.log10(lp.norm2 / lp.norm1)
+    elif not runs:
+        report.runs_note = "no --runs directory given, so no logged pairs were checked"
+    elif not history.runs:
+        report.runs_note = (f"no run folders (history.jsonl) under "
+                            f"{', '.join(str(r) for r in runs)}")
     else:
-        report.runs_note = (f"no run folders (history.jsonl) under {where}" if found == []
-                            else "runs found but no logged pairs")
+        report.runs_note = f"{len(history.runs)} run folder(s) found but no logged pairs"
     lap("logged runs loaded")
 
     by_key: dict[str, list[CheckResult]] = {}
-    for i, p in enumerate(props):
-        outs = outputs[p.domain]
-        rows = by_key.setdefault(p.key, [])
-        rows.append(pairwise.sampled_part(p, outs, "random", subjects))
-        if rows[-1].verdict == "fails":
-            _explain(report, p, outs, rows[-1], "random cases")
-        rows.append(pairwise.adversarial_part(p, subjects, seed + 100 + i, settings.search))
+    for p in props:
+        by_key.setdefault(p.key, []).append(
+            _sampled(report, p, outputs[p.domain], subjects, "random", "random cases"))
         if p.key in LOGGED_KEYS:
-            rows.append(_logged_part(p, logged_out, subjects, report))
-    lap("pair properties")
-
-    rows = by_key.setdefault("2b", [])
-    for name in weighted.NAMES:
-        rows.append(weighted.random_part(name, settings.nets, seed, make=make))
-        rows.append(weighted.adversarial_part(name, seed, *settings.nets_search, make=make))
-    lap("weighted-loss equivalence")
-
-    rows = by_key.setdefault("3", [])
-    for family in descent.FAMILIES:
-        rows.append(descent.random_part(family, subjects.get("gh"), settings.descent_cases,
-                                        seed))
-        rows.append(descent.adversarial_part(family, subjects.get("gh"), seed,
-                                             *settings.descent_search))
-    lap("descent bound")
-
+            by_key[p.key].append(_logged_part(p, logged_out, subjects, report))
     by_key["G3"] = [pairwise.degenerate_part(k, subjects, seed)
                     for k in ("gh", "pcgrad", "ghpp", "ghpp_exact")]
-    by_key["L"] = [logged.weights_part(history, where) if found else
-                   logged.weights_part(logged.Logged(), where)]
-    order = [p.key for p in props] + ["2b", "3", "G3", "L"]
-    order = sorted(dict.fromkeys(order), key=_sort_key)
-    report.results = [r for k in order for r in by_key.get(k, [])]
+    by_key["L"] = [logged.weights_part(history, report.runs_note)]
+    lap("sampled parts")
     if {"gh", "ghpp", "ghpp_exact"} & subjects.keys():
         report.grid = compute_grid(settings, subjects)
     lap("figure grid")
+
+    extra = background.result() if background else searches(settings, subjects, make)
+    lap("adversarial searches, weighted loss, descent bound")
+    for p, adversarial in zip(props, extra["adversarial"], strict=True):
+        rows = by_key[p.key]
+        rows.insert(rows.index(next(r for r in rows if r.part == "random"
+                                    and r.subject == adversarial.subject)) + 1, adversarial)
+    by_key["2b"], by_key["3"] = extra["2b"], extra["3"]
+    order = sorted(dict.fromkeys([p.key for p in props] + ["2b", "3", "G3", "L"]),
+                   key=_sort_key)
+    report.results = [r for k in order for r in by_key.get(k, [])]
     return report
 
 
@@ -250,18 +280,20 @@ def _logged_part(p: Property, logged_out: dict[str, Outputs], subjects: dict[str
                  report: TheoryReport) -> CheckResult:
     if not logged_out:
         return not_run(p.spec, "logged runs", label(p.subjects, subjects), report.runs_note)
-    result = pairwise.sampled_part(p, logged_out, "logged runs", subjects)
-    result = CheckResult(**{**result.__dict__, "note": "; ".join(
+    result = _sampled(report, p, logged_out, subjects, "logged runs",
+                      "pairs logged by training runs")
+    return CheckResult(**{**result.__dict__, "note": "; ".join(
         x for x in (report.runs_note, result.note) if x)})
-    if result.verdict == "fails":
-        _explain(report, p, logged_out, result, "pairs logged by training runs")
-    return result
 
 
-def _explain(report: TheoryReport, p: Property, outputs: dict[str, Outputs],
-             result: CheckResult, where: str) -> None:
-    outs = [outputs[k] for k in p.subjects]
-    v, tol = pairwise.violations(p, outs)
-    key = (p.key, result.subject)
-    text = region_text(p, outs, np.where(np.isnan(v), np.inf, v), tol, where)
-    report.explanations[key] = " ".join(x for x in (report.explanations.get(key), text) if x)
+def _sampled(report: TheoryReport, p: Property, outputs: dict[str, Outputs],
+             subjects: dict[str, Subject], part: str, where: str) -> CheckResult:
+    """A sampled part; a failing one also gets its region explained in the report."""
+    s = pairwise.sampled(p, outputs, part, subjects)
+    if s.result.verdict == "fails":
+        key = (p.key, s.result.subject)
+        v = np.where(np.isnan(s.violation), np.inf, s.violation)
+        text = region_text(p, s.outs, v, s.tolerance, where)
+        report.explanations[key] = " ".join(
+            x for x in (report.explanations.get(key), text) if x)
+    return s.result

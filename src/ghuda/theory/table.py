@@ -82,7 +82,8 @@ def render(report: TheoryReport, figure: str) -> str:
         f"({3 * s.descent_cases} in all), 2b {s.nets} small networks per harmonizer.",
         "- **adversarial**: scipy.optimize differential evolution (then bounded Nelder–Mead "
         "for pair properties) maximising the violation — or, for inequalities, the margin — "
-        "over θ, log10 |g2|/|g1| ∈ [−3, 3], log10 |g1| ∈ [−4, 4], dimension 2–10^3 (and t); "
+        "over θ ∈ [90.0001°, 179.9999°], log10 |g2|/|g1| ∈ [−3, 3], log10 |g1| ∈ [−4, 4], "
+        "dimension 2–10^3 (and t); "
         "every evaluation is a "
         "case. For item 3 it searches 2-D problem parameters, for 2b loss scales and "
         "networks.",
