@@ -21,6 +21,8 @@ from ghuda.theory.suite import Grid, TheoryReport
 
 TITLES = {"gh": "GH", "ghpp": "GH++ as released", "ghpp_exact": "exact GH++"}
 MAX_POINTS = 3000
+# No creation dates: the same checks give byte-identical files.
+METADATA: dict[str, dict[str, None]] = {"png": {}, "pdf": {"CreationDate": None, "ModDate": None}}
 
 
 def _overlay(ax: plt.Axes, report: TheoryReport) -> None:
@@ -72,7 +74,8 @@ def save(report: TheoryReport, stem: Path) -> list[Path]:
     try:
         for ext in ("png", "pdf"):
             path = stem.with_name(f"{stem.name}.{ext}")
-            write_with(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
+            write_with(path, lambda tmp, ext=ext: fig.savefig(
+                tmp, format=ext, dpi=150, metadata=METADATA[ext]))
             paths.append(path)
     finally:
         plt.close(fig)

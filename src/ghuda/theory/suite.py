@@ -100,6 +100,12 @@ def region_text(prop: Property, outs: list[Outputs], v: np.ndarray, tol: np.ndar
         parts.append(f"For θ < {_deg(theta[bad].min())} the largest violation is "
                      f"{_fmt(float(np.nanmax(v[below])))} {prop.spec.unit} (tolerance "
                      f"{prop.spec.tolerance}).")
+    if prop.violation is direction_gap:
+        finite = v[np.isfinite(v)]
+        parts.append(f"The angle between the two updates has median {_fmt(np.median(finite))}° "
+                     f"and 90th percentile {_fmt(np.quantile(finite, 0.9))}°; it exceeds 1° in "
+                     f"{100 * np.mean(finite > 1):.3g}% and 10° in "
+                     f"{100 * np.mean(finite > 10):.3g}% of the cases.")
     name = o.subject.label.split()[0]
     if prop.violation.__name__ == "conflict_with_task" and name in ("ghpp", "ghpp_exact"):
         t = o.pairs.t if o.subject.takes_t else 0.5
