@@ -111,8 +111,9 @@ def test_default_config_meets_the_issue_minimum():
             assert len({r.seed for r in cell}) >= 3
             assert len({r.task for r in cell}) >= 2
     for method in ("dann", "cdan"):
-        assert {"pcgrad", "agr_sum", "agr_rand"} <= {r.variant for r in runs
-                                                     if r.method == method}
+        assert {"pcgrad", "agr_sum", "agr_rand", "metaalign"} <= {
+            r.variant for r in runs if r.method == method}
+    assert {r.method for r in runs} >= {"source_only", "cgdm"}
     ts = sorted(config["variants"][v]["options"]["t"]
                 for v in config["tables"]["t_sweep"]["variants"])
     assert ts == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -9,15 +9,15 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-# Training jobs of configs/paper.yaml per dataset: tasks x (source-only x 1 variant
-# + 6 baselines x {sum, gh, ghpp} (5 on Digits: no SSRT) + DANN, CDAN+E x {ghpp_exact,
-# pcgrad, agr_sum, agr_rand}) x 3 seeds.
+# Training jobs of configs/paper.yaml per dataset: tasks x 3 seeds x (source-only + 6
+# baselines x {sum, gh, ghpp} (5 on Digits: no SSRT) + DANN, CDAN+E x {ghpp_exact, pcgrad,
+# agr_sum, agr_rand, metaalign} + CGDM).
 PAPER_TRAIN_JOBS = {
-    "office31": 6 * (1 + 18 + 8) * 3,        # 486
-    "office_home": 12 * (1 + 18 + 8) * 3,    # 972
-    "visda2017": 1 * (1 + 18 + 8) * 3,       # 81
-    "digits": 3 * (1 + 15 + 8) * 3,          # 216
-    "domainnet": 30 * (1 + 18 + 8) * 3,      # 2430
+    "office31": 6 * 3 * (1 + 18 + 10 + 1),       # 540
+    "office_home": 12 * 3 * (1 + 18 + 10 + 1),   # 1080
+    "visda2017": 1 * 3 * (1 + 18 + 10 + 1),      # 90
+    "digits": 3 * 3 * (1 + 15 + 10 + 1),         # 243
+    "domainnet": 30 * 3 * (1 + 18 + 10 + 1),     # 2700
 }
 
 
@@ -40,11 +40,11 @@ def test_paper_dry_run_lists_the_expected_training_jobs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = _train_jobs(proc.stdout)
     assert dict(counts) == PAPER_TRAIN_JOBS
-    assert sum(counts.values()) == 4185
+    assert sum(counts.values()) == 4653
     # every training job asks for one GPU, its memory and its run time
     resources = re.findall(r"^rule train:\n(?:    .*\n)*?    resources: (.*)$", proc.stdout,
                            flags=re.MULTILINE)
-    assert len(resources) == 4185
+    assert len(resources) == 4653
     assert all("gpu=1" in r and "runtime=" in r and "mem_mb=" in r for r in resources)
 
 

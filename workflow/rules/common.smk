@@ -74,15 +74,6 @@ def gpu_launcher(wildcards, resources):
     return ""
 
 
-def write_yaml(path, data):
-    """Write YAML atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
-
-
 SUMMARY = {
     "runs": f"{RES}/summary/runs.csv",
     "train": f"{RES}/summary/history_train.csv.gz",

@@ -9,11 +9,13 @@ rule pipeline_config:
     log:
         f"{RES}/logs/pipeline_config.log",
     params:
-        config=lambda w: dict(config),
+        text=lambda w: yaml.safe_dump(dict(config), sort_keys=True),
     localrule: True
-    run:
-        write_yaml(output[0], params.config)
-        Path(log[0]).write_text(f"wrote {output[0]}\n")
+    conda:
+        ENV
+    shell:
+        "printf '%s' {params.text:q} > {output:q}.tmp && mv {output:q}.tmp {output:q}"
+        " && echo wrote {output:q} > {log:q}"
 
 
 rule aggregate:

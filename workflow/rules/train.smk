@@ -1,30 +1,20 @@
-# Train: one job per run. The request file is the run config (docs/config.md) the grid gives
-# this run; `ghuda train` writes the run folder (docs/run-outputs.md), metrics.json last.
+# Train: one job per run; `ghuda train` writes the run folder (docs/run-outputs.md),
+# metrics.json last. The job first writes its run config (docs/config.md, from the grid) to
+# request.yaml in the run folder; Snakemake reruns the job when that config changes (params).
 # Resumable: a requeued or restarted job reruns the same command and the engine resumes from
-# the checkpoint in the run folder (Snakemake removes only metrics.json, the output). A copy of
-# the request in the folder tells a resume from a changed config, which starts over (--fresh).
-
-rule run_request:
-    output:
-        f"{RES}/requests/{RUN_WILDCARDS}.yaml",
-    log:
-        f"{RES}/logs/requests/{RUN_WILDCARDS}.log",
-    params:
-        run_config=lambda w: run_of(w).run_config,
-    localrule: True
-    run:
-        write_yaml(output[0], params.run_config)
-        Path(log[0]).write_text(f"wrote {output[0]}\n")
+# the checkpoint in the run folder (Snakemake removes only metrics.json, the output). A
+# request.yaml that differs from the new one means the config changed: start over (--fresh).
 
 
 rule train:
     input:
-        request=f"{RES}/requests/{RUN_WILDCARDS}.yaml",
         data=ancient(lambda w: manifest_of(w.dataset)),
     output:
         f"{RES}/{RUN_WILDCARDS}/metrics.json",
     log:
         f"{RES}/logs/train/{RUN_WILDCARDS}.log",
+    benchmark:
+        f"{RES}/benchmarks/train/{RUN_WILDCARDS}.tsv"
     threads: lambda w: run_of(w).resources["threads"]
     resources:
         gpu=lambda w: run_of(w).resources["gpu"],
@@ -32,17 +22,20 @@ rule train:
         runtime=lambda w: run_of(w).resources["runtime"],
     params:
         out=lambda w, output: Path(output[0]).parent,
+        request=lambda w: yaml.safe_dump(run_of(w).run_config, sort_keys=True),
         launcher=gpu_launcher,
     conda:
         ENV
     shell:
         """
-        mkdir -p {params.out:q}
+        out={params.out:q}
+        mkdir -p "$out"
         fresh=""
-        if ! cmp -s {input.request:q} {params.out:q}/request.yaml; then
+        if ! printf '%s' {params.request:q} | cmp -s - "$out/request.yaml"; then
             fresh="--fresh"
-            cp {input.request:q} {params.out:q}/request.yaml
+            printf '%s' {params.request:q} > "$out/request.yaml.tmp"
+            mv "$out/request.yaml.tmp" "$out/request.yaml"
         fi
-        {params.launcher} ghuda train --config {input.request:q} --out {params.out:q} \
+        {params.launcher} ghuda train --config "$out/request.yaml" --out "$out" \
             --no-progress $fresh > {log:q} 2>&1
         """

@@ -152,12 +152,12 @@ def angle_histograms(config: Mapping[str, Any], summary: Summary):
     import ghuda.harmonize
 
     train = summary["train"]
-    variants = [v for v in row_variants(config)
-                if config["variants"][v]["harmonizer"] != "sum"
-                and not getattr(ghuda.harmonize.make(config["variants"][v]["harmonizer"],
-                                                     **config["variants"][v].get("options", {})),
-                                "elementwise", False)
-                and (train["variant"] == v).any()]
+    def has_parts(variant: str) -> bool:  # h1, h2 defined by coefficients of g1, g2
+        spec = config["variants"][variant]
+        h = ghuda.harmonize.make(spec["harmonizer"], **spec.get("options", {}))
+        return isinstance(h, ghuda.harmonize.VectorHarmonizer) and spec["harmonizer"] != "sum"
+
+    variants = [v for v in row_variants(config) if has_parts(v) and (train["variant"] == v).any()]
     fig, axes = _grid(max(1, len(variants)), 2, PAGE_IN, 1.9)
     if not variants:
         _no_data(axes[0], "no runs of a vector harmonizer")
