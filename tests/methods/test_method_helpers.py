@@ -144,12 +144,12 @@ def naive_lda(x: np.ndarray, y: np.ndarray, k: int) -> float:
 def test_window_accumulation_matches_the_released_lda_and_mmd():
     torch.manual_seed(0)
     k, d, window = 3, 5, 4
-    dw = DynamicWeight(d, k, window)
+    dw = DynamicWeight(d, k)
     xs, ys, xt, yt = [], [], [], []
     for i in range(window - 1):
         xs.append(torch.randn(10, d) + i), ys.append(torch.arange(10) % k)
         xt.append(torch.randn(10, d) * 2), yt.append(torch.randint(k, (10,)))
-        dw.update(xs[-1], ys[-1], xt[-1], yt[-1])
+        dw.update(xs[-1], ys[-1], xt[-1], yt[-1], window)
     x, y = torch.cat(xs).double().numpy(), torch.cat(ys).numpy()
     got = lda_criterion(dw.src_counts.numpy(), dw.src_sums.numpy(), dw.src_within.numpy(), k)
     assert got == pytest.approx(naive_lda(x, y, k), rel=1e-6)
@@ -161,10 +161,10 @@ def test_window_accumulation_matches_the_released_lda_and_mmd():
 def test_t_after_the_first_window_follows_the_released_normalisation():
     torch.manual_seed(0)
     k, d = 3, 4
-    dw = DynamicWeight(d, k, window=1)
+    dw = DynamicWeight(d, k)
     xs, ys = torch.randn(30, d), torch.arange(30) % k
     xt, yt = torch.randn(30, d) + 1.0, torch.arange(30) % k
-    dw.update(xs, ys, xt, yt)
+    dw.update(xs, ys, xt, yt, window=1)
     a = float(((xs.double().mean(0) - xt.double().mean(0)) ** 2).sum())
     j_s = naive_lda(xs.double().numpy(), ys.numpy(), k)
     j_t = naive_lda(xt.double().numpy(), yt.numpy(), k)
@@ -179,19 +179,19 @@ def test_t_after_the_first_window_follows_the_released_normalisation():
 def test_t_stays_in_the_unit_interval(seed, windows, shift):
     g = torch.Generator().manual_seed(seed)
     k, d = 3, 4
-    dw = DynamicWeight(d, k, window=2)
+    dw = DynamicWeight(d, k)
     for i in range(2 * windows):
         scale = 1.0 + i
         dw.update(scale * torch.randn(9, d, generator=g), torch.randint(k, (9,), generator=g),
                   scale * torch.randn(9, d, generator=g) + shift,
-                  torch.randint(k, (9,), generator=g))
+                  torch.randint(k, (9,), generator=g), window=2)
         assert 0.0 <= dw.T <= 1.0
 
 
 def test_missing_pseudo_label_classes_are_handled():
-    dw = DynamicWeight(4, 3, window=1)
+    dw = DynamicWeight(4, 3)
     dw.update(torch.randn(9, 4), torch.arange(9) % 3, torch.randn(9, 4),
-              torch.zeros(9, dtype=torch.long))  # every target sample predicted as class 0
+              torch.zeros(9, dtype=torch.long), window=1)  # every target predicted as class 0
     assert 0.0 <= dw.T <= 1.0
 
 
@@ -199,21 +199,47 @@ def test_dynamic_weight_resumes_mid_window_exactly():
     torch.manual_seed(0)
     batches = [(torch.randn(6, 4), torch.arange(6) % 3, torch.randn(6, 4),
                 torch.randint(3, (6,))) for _ in range(5)]
-    straight = DynamicWeight(4, 3, window=3)
+    straight = DynamicWeight(4, 3)
     for b in batches:
-        straight.update(*b)
-    first = DynamicWeight(4, 3, window=3)
+        straight.update(*b, window=3)
+    first = DynamicWeight(4, 3)
     for b in batches[:2]:
-        first.update(*b)
-    resumed = DynamicWeight(4, 3, window=3)
+        first.update(*b, window=3)
+    resumed = DynamicWeight(4, 3)
     resumed.load_state_dict(first.state_dict())
     for b in batches[2:]:
-        resumed.update(*b)
+        resumed.update(*b, window=3)
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
 
 
+def test_dwl_window_defaults_to_a_tenth_of_the_run():
+    from ghuda.methods.base import StepInfo
+    from ghuda.methods.dwl import WINDOWS
+
+    method = build("dwl", window=None)
+    method.train()
+    for step in range(3):
+        list(method.stages(toy_batch(seed=step), StepInfo(step, 20)))
+    assert int(method.dynamic_weight.state[WINDOWS]) == 1  # closed after 20 // 10 iterations
+
+
 # ---------------------------------------------------------------- SSRT
+def test_ssrt_schedules_default_to_a_tenth_of_the_run():
+    from ghuda.methods.base import StepInfo
+
+    method = build("ssrt", safe_period=None)
+    assert method.check_interval(1000) == 100
+    assert method.check_interval(80) == 16  # at least 2**safe_levels
+    assert method.grl_coeff(StepInfo(0, 1000)) == 0.0
+    assert method.grl_coeff(StepInfo(1000, 1000)) == pytest.approx(0.0999, abs=1e-4)
+    released = build("ssrt", grl_max_iter=1000.0, safe_period=1000)
+    assert released.grl_coeff(StepInfo(1000, 10_000)) == pytest.approx(
+        0.2 / (1 + math.exp(-1)) - 0.1)
+    assert released.check_interval(10_000) == 1000
+    method.train()
+    list(method.stages(toy_batch(), StepInfo(0, 80)))
+    assert method.safe["period"] == 16
 def test_ssrt_default_layers_scale_the_released_ones_to_the_depth():
     assert build("ssrt").sr_layers == [0, 1, 2]  # 4-block toy ViT
     assert build("ssrt", sr_layers=[-1, 3]).sr_layers == [-1, 3]
@@ -263,8 +289,8 @@ def test_safe_training_ramp_and_diversity_check():
 def test_safe_training_restarts_the_ramp_on_a_diversity_drop_and_resumes():
     method = build("ssrt", safe_period=16)
     for step in range(16):  # first period: diversity falls from 3 to 1
-        method._safe_begin(step)
-        method._safe_end(step, 3 if step < 8 else 1, r=method.ramp(step))
+        method._safe_begin(step, 16)
+        method._safe_end(step, 16, 3 if step < 8 else 1, r=method.ramp(step))
     assert method.safe["restore"]
     assert method.safe["phase"] == 15
     assert method.safe["period"] == 32  # a restart within one period of the last doubles it

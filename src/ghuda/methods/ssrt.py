@@ -44,9 +44,11 @@ Parameter groups and lr multipliers (released ``parameter_list``): ``backbone`` 
 Hyper-parameters (digits-mini default / released `RELEASED`): bottleneck_dim 256 / 1024
 (Office-Home 2048); sr_weight 0.2 / 0.2; sr_alpha 0.3 / 0.3 (Office-31 0.2); sr_layers None
 (= [0, 4, 8] scaled to the backbone depth: [0, 1, 2] for the 4-block tiny ViT) / [0, 4, 8];
-sr_epsilon 0.4 / 0.4; sr_loss_p 0.5 / 0.5; cls_weight, domain_weight 1 / 1; grl_max_iter 100 /
-1000; safe_period 100 / 1000; safe_levels 4 / 4. The step-based schedules are 10x shorter on
-digits-mini because its runs are about 10x shorter than the released 10,000-40,000 iterations.
+sr_epsilon 0.4 / 0.4; sr_loss_p 0.5 / 0.5; cls_weight, domain_weight 1 / 1; grl_max_iter None
+/ 1000; safe_period None / 1000; safe_levels 4 / 4. None sets the step-based schedules to a
+tenth of the run (safe_period at least 2**safe_levels), the released proportion on Office-31
+(1000 of 10,000 iterations): digits-mini runs are a few hundred steps, where the released
+constants would leave the reversal coefficient near 0.04 and never check diversity.
 
 Simplifications: r of the current iteration scales the perturbation (released: the previous
 iteration's, full strength at iteration 0); the random layer and direction come from torch's
@@ -140,8 +142,8 @@ class SSRT(Method):
                  bottleneck_dim: int = 256, cls_weight: float = 1.0, domain_weight: float = 1.0,
                  sr_weight: float = 0.2, sr_alpha: float = 0.3,
                  sr_layers: Sequence[int] | None = None, sr_epsilon: float = 0.4,
-                 sr_loss_p: float = 0.5, grl_max_iter: float = 100.0,
-                 safe_training: bool = True, safe_period: int = 100,
+                 sr_loss_p: float = 0.5, grl_max_iter: float | None = None,
+                 safe_training: bool = True, safe_period: int | None = None,
                  safe_levels: int = 4) -> None:
         super().__init__(backbone, feature_dim, num_classes)
         if not all(hasattr(backbone, a) for a in ("embed", "blocks", "pool")):
@@ -149,14 +151,15 @@ class SSRT(Method):
                 f"method 'ssrt' needs a ViT backbone exposing embed/blocks/pool "
                 f"(ghuda.models.vit.ViTBackbone: tiny_vit or vit_b16), got "
                 f"{type(backbone).__name__}")
-        check_positive("ssrt", bottleneck_dim=bottleneck_dim, grl_max_iter=grl_max_iter,
-                       safe_period=safe_period)
+        check_positive("ssrt", bottleneck_dim=bottleneck_dim)
+        if grl_max_iter is not None:
+            check_positive("ssrt", grl_max_iter=grl_max_iter)
         check_in_unit("ssrt", sr_alpha=sr_alpha, sr_epsilon=sr_epsilon, sr_loss_p=sr_loss_p)
         for key, value in {"cls_weight": cls_weight, "domain_weight": domain_weight,
                            "sr_weight": sr_weight, "safe_levels": safe_levels}.items():
             if value < 0:
                 raise ValueError(f"method 'ssrt': {key} must be >= 0, got {value}")
-        if safe_period < 2 ** safe_levels:
+        if safe_period is not None and safe_period < 2 ** safe_levels:
             raise ValueError(f"method 'ssrt': safe_period ({safe_period}) must be at least "
                              f"2**safe_levels ({2 ** safe_levels})")
         depth = len(backbone.blocks)
@@ -170,10 +173,12 @@ class SSRT(Method):
         self.weights = {"cls": float(cls_weight), "domain": float(domain_weight),
                         "sr": float(sr_weight)}
         self.sr_alpha, self.sr_epsilon, self.sr_loss_p = sr_alpha, sr_epsilon, sr_loss_p
-        self.grl_max_iter = float(grl_max_iter)
+        self.grl_max_iter = grl_max_iter
         self.safe_training, self.safe_levels = bool(safe_training), int(safe_levels)
-        self.safe_period = int(safe_period)
-        self.safe: dict[str, Any] = {"phase": 0, "period": self.safe_period, "last_restore": 0,
+        self.safe_period = safe_period
+        # "period" (the ramp length, doubled on restarts) is set at the first iteration when
+        # safe_period is None, from the run length.
+        self.safe: dict[str, Any] = {"phase": 0, "period": safe_period, "last_restore": 0,
                                      "restore": False, "divs": [], "divs_last": None}
         self.bottleneck = nn.Sequential(_linear(feature_dim, bottleneck_dim, 0.005, 0.1),
                                         nn.BatchNorm1d(bottleneck_dim), nn.ReLU(),
@@ -236,6 +241,18 @@ class SSRT(Method):
         """The losses of `losses_and_logits` alone (for `Stage.reevaluate`)."""
         return self.losses_and_logits(*args)[0]
 
+    # ---- schedules ----
+    def check_interval(self, total_steps: int) -> int:
+        """Iterations between diversity checks (released adap_adjust_T)."""
+        if self.safe_period is not None:
+            return self.safe_period
+        return max(2 ** self.safe_levels, total_steps // 10)
+
+    def grl_coeff(self, info: StepInfo) -> float:
+        """Warm-start reversal coefficient, 0 -> 0.1 (released alpha 1, max_iters 1000)."""
+        max_iter = self.grl_max_iter or max(1.0, info.total_steps / 10)
+        return grl_coefficient(info.step, high=0.1, low=0.0, alpha=1.0, max_iter=max_iter)
+
     # ---- safe training ----
     def ramp(self, step: int) -> float:
         """r in [0, 1]: the sine warm-up of the self-refinement strength (1 when off)."""
@@ -246,17 +263,19 @@ class SSRT(Method):
             return 1.0
         return math.sin((step - phase) / period * math.pi / 2)
 
-    def _safe_begin(self, step: int) -> None:
+    def _safe_begin(self, step: int, interval: int) -> None:
+        if self.safe["period"] is None:
+            self.safe["period"] = interval
         if self.safe["restore"] and step > 0:
             self.safe["last_restore"] = step
             self.safe["restore"] = False
-        if step % self.safe_period == 0:
+        if step % interval == 0:
             self.safe["divs"] = []
 
-    def _safe_end(self, step: int, diversity: int, r: float) -> None:
+    def _safe_end(self, step: int, interval: int, diversity: int, r: float) -> None:
         s = self.safe
         s["divs"].append(diversity)
-        if step > 0 and (step + 1) % self.safe_period == 0:
+        if step > 0 and (step + 1) % interval == 0:
             if r > 0.1 and diversity_dropped(s["divs"], s["divs_last"], self.safe_levels):
                 s["restore"] = True
                 s["phase"] = step
@@ -267,18 +286,17 @@ class SSRT(Method):
 
     # ---- iteration ----
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
+        interval = self.check_interval(info.total_steps)
         if self.safe_training:
-            self._safe_begin(info.step)
+            self._safe_begin(info.step, interval)
         r = self.ramp(info.step)
         layer = (self.sr_layers[int(torch.randint(len(self.sr_layers), ()))]
                  if self.sr_layers else None)
         clean_teaches = float(torch.rand(())) <= self.sr_loss_p
-        coeff = grl_coefficient(info.step, high=0.1, low=0.0, alpha=1.0,
-                                max_iter=self.grl_max_iter)
-        args = (batch, coeff, layer, self.sr_alpha * r, r, clean_teaches)
+        args = (batch, self.grl_coeff(info), layer, self.sr_alpha * r, r, clean_teaches)
         losses, target_logits = self.losses_and_logits(*args)
         if self.safe_training:
-            self._safe_end(info.step, int(target_logits.argmax(1).unique().numel()), r)
+            self._safe_end(info.step, interval, int(target_logits.argmax(1).unique().numel()), r)
         yield Stage("main", losses, step=("backbone", "bottleneck", "classifier",
                                           "discriminator"),
                     pairs=(Pair("cls", "transfer", ("backbone",)),),
