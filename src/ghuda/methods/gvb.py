@@ -28,6 +28,13 @@ Harmonized pairs (REFERENCE 1.4), each harmonized independently, both measured o
    released ``config["GVBG"]*gh1_gd*gvbg + abs(config["GVBD"])*gh2_gd*gvbd``. ``gvbd``
    reaches the generator only through the GRL, so its measured gradient is the reversed one.
 
+Observed with GH (not a bug of this module; the released weighted loss has it too): on the
+second pair, ``gvbd`` reaches the generator only through the GRL, whose coefficient starts at
+0, so its measured gradient is small early on; under conflict GH's ``w2 = 1 - d/|g2|^2`` then
+grows like 1/coefficient, and the released weighted loss also multiplies gvbd's discriminator
+gradient by it. Toy runs and digits-mini at lr 0.01 diverged this way (NaN at iteration 199 of
+300); GH++ (angle-only, bounded weights) did not.
+
 Parameter groups and lr multipliers: ``backbone`` x1, ``classifier`` x10, ``bridge`` x10,
 ``discriminator`` x10 (released ``get_parameters``).
 
