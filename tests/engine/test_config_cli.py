@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,13 @@ def test_nonfinite_loss_stops_with_step_and_no_metrics(cli_args, tmp_path, capsy
     assert "at iteration 2" in err
     assert "'dann'" in err
     assert not (tmp_path / "metrics.json").exists()
+    failure = json.loads((tmp_path / "failure.json").read_text())
+    assert failure["kind"] == "non_finite"
+    assert failure["iteration"] == 2
+    assert failure["what"].startswith("loss 'transfer'")
+    # a later successful run of the folder removes the stale failure record
+    assert main([*cli_args(tmp_path, "method.name=dann"), "--fresh"]) == 0
+    assert not (tmp_path / "failure.json").exists()
 
 
 def test_python_dash_m_train_entry_point(tmp_path):

@@ -67,7 +67,12 @@ FEATURES_PER_DOMAIN = 1000
 
 
 class NonFiniteLoss(RuntimeError):
-    """A loss became NaN or Inf; the message names the iteration, stage and loss."""
+    """A loss (or a harmonized gradient) became NaN or Inf; the message names the iteration,
+    stage and loss, the attributes hold them for ``failure.json``."""
+
+    def __init__(self, message: str, iteration: int, stage: str, what: str) -> None:
+        super().__init__(message)
+        self.iteration, self.stage, self.what = iteration, stage, what
 
 
 class RunFolderError(RuntimeError):
@@ -84,9 +89,11 @@ class RunPaths:
         self.config = out / "config.yaml"
         self.checkpoint = out / "checkpoint.pt"
         self.features = out / "features.npz"
+        self.failure = out / "failure.json"
 
     def all(self) -> tuple[Path, ...]:
-        return (self.metrics, self.history, self.config, self.checkpoint, self.features)
+        return (self.metrics, self.history, self.config, self.checkpoint, self.features,
+                self.failure)
 
 
 class Trainer:
@@ -220,8 +227,7 @@ class Trainer:
         finite = torch.isfinite(values)
         if not bool(finite.all()):
             k = int((~finite).nonzero()[0])
-            raise NonFiniteLoss(self._where(step, stage, f"loss {names[k]!r} = "
-                                                         f"{float(values[k])}"))
+            raise self._non_finite(step, stage, f"loss {names[k]!r} = {float(values[k])}")
         for p in self._trainable:
             p.grad = None
         params = self.optim.parameters(stage.step)
@@ -244,7 +250,7 @@ class Trainer:
                                   **self.scaler.unscale_stats(s)})
         except NonFiniteGradientError as err:
             if not self.scaler.enabled:
-                raise NonFiniteLoss(self._where(step, stage, f"gradient: {err}")) from None
+                raise self._non_finite(step, stage, f"gradient: {err}") from None
             # float16 overflow: skip this step (the scaler halves its scale below)
             for p in params:
                 if p.grad is not None:
@@ -285,11 +291,12 @@ class Trainer:
             loss_scale=self.scaler.scale if self.scaler.enabled else 1.0,
             where=f"method {self.cfg['method']['name']!r}, stage {stage.name!r}")}
 
-    def _where(self, step: int, stage: Stage, what: str) -> str:
-        return (f"non-finite {what} at iteration {step + 1} (stage {stage.name!r}, method "
-                f"{self.cfg['method']['name']!r}, harmonizer "
-                f"{self.cfg['harmonizer']['name']!r}); stopping. Lower train.lr or check the "
-                "method's hyper-parameters.")
+    def _non_finite(self, step: int, stage: Stage, what: str) -> NonFiniteLoss:
+        message = (f"non-finite {what} at iteration {step + 1} (stage {stage.name!r}, method "
+                   f"{self.cfg['method']['name']!r}, harmonizer "
+                   f"{self.cfg['harmonizer']['name']!r}); stopping. Lower train.lr or check the "
+                   "method's hyper-parameters.")
+        return NonFiniteLoss(message, step + 1, stage.name, what)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, runtime: Runtime) -> dict[str, float]:
@@ -356,6 +363,7 @@ class Trainer:
             start, offset = resume["step"], resume["history_offset"]
             step_times, prior = resume["step_times"], resume["timing"]
         atomic_write_text(self.paths.config, config_mod.to_yaml(self.cfg))
+        self.paths.failure.unlink(missing_ok=True)
         history = History(self.paths.history, offset)
         total = self.t["steps"]
         progress = Progress(total, start, self.label, self.bar)
@@ -390,6 +398,12 @@ class Trainer:
                 every = self.t["checkpoint_every"]
                 if every and done % every == 0 and done < total:
                     self._checkpoint(done, history.offset(), step_times, elapsed())
+        except NonFiniteLoss as err:
+            write_json(self.paths.failure, {
+                "schema": SCHEMA_VERSION, "kind": "non_finite", "iteration": err.iteration,
+                "stage": err.stage, "what": err.what, "message": str(err),
+                "config_sha256": self.sha})
+            raise
         finally:
             progress.close()
             history.close()
