@@ -27,8 +27,9 @@ def test_digit_cnn_gray_ignores_colour_and_contrast():
     assert torch.allclose(net(x), net(y), rtol=1e-3, atol=1e-3)  # up to the eps of the std
 
 
-def test_tiny_vit_interface():
-    net = models.build_backbone("tiny_vit", dim=32, depth=2, heads=2).eval()
+@pytest.mark.parametrize("stem", ["conv", "patch"])
+def test_tiny_vit_interface(stem):
+    net = models.build_backbone("tiny_vit", dim=32, depth=2, heads=2, stem=stem).eval()
     x = torch.randn(3, 3, 32, 32)
     tokens = net.embed(x)
     assert tokens.shape == (3, 1 + 16, 32)
@@ -47,6 +48,10 @@ def test_unknown_backbone_and_options():
         models.build_backbone("tiny_vit", pretrained=True)
     with pytest.raises(ValueError, match="input_norm"):
         models.build_backbone("digit_cnn", input_norm="sepia")
+    with pytest.raises(ValueError, match="power-of-two patch_size"):
+        models.build_backbone("tiny_vit", patch_size=3, image_size=30)
+    with pytest.raises(ValueError, match="stem"):
+        models.build_backbone("tiny_vit", stem="hourglass")
 
 
 @pytest.mark.parametrize(("name", "dim", "size"), [("resnet50", 2048, 64),

@@ -6,11 +6,9 @@ in seconds on one CPU thread (the default pipeline trains hundreds of such runs)
 digits experiments use LeNet / DTN (REFERENCE 1.5); this network plays their role at a size a
 2-core CPU can afford.
 
-`input_norm` is a parameter-free per-image input normalisation: ``"gray"`` (default) averages
-the colour channels and standardises each image to zero mean and unit variance (the usual
-grayscale preprocessing of SVHN -> MNIST style tasks), ``"standardize"`` standardises each
-image keeping colour, ``"none"`` feeds the input unchanged. It was chosen on SOURCE validation
-accuracy of source-only training (configs/digits_mini.yaml documents the search).
+`input_norm` is a parameter-free per-image input normalisation (`ghuda.models.inputs`;
+default ``"gray"``), chosen on SOURCE validation accuracy of source-only training
+(configs/digits_mini.yaml documents the search).
 """
 
 from __future__ import annotations
@@ -19,14 +17,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-INPUT_NORMS = ("gray", "standardize", "none")
-
-
-def standardize(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-image zero mean, unit variance over channels and pixels."""
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) / (std + eps)
+from ghuda.models.inputs import InputNorm
 
 
 class DigitCNN(nn.Module):
@@ -39,12 +30,9 @@ class DigitCNN(nn.Module):
         super().__init__()
         if not widths:
             raise ValueError("digit_cnn: widths must name at least one convolution")
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(f"digit_cnn: input_norm {input_norm!r} is not one of "
-                             f"{', '.join(INPUT_NORMS)}")
-        self.input_norm = input_norm
+        self.input_norm = InputNorm(input_norm, in_channels, "digit_cnn")
         layers: list[nn.Module] = []
-        channels, size = (1 if input_norm == "gray" else in_channels), image_size
+        channels, size = self.input_norm.out_channels, image_size
         for i, width in enumerate(widths):
             kernel = 5 if i == 0 else 3
             layers += [nn.Conv2d(channels, width, kernel, stride=2, padding=kernel // 2),
@@ -60,8 +48,4 @@ class DigitCNN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.input_norm == "gray":
-            x = standardize(x.mean(dim=1, keepdim=True))
-        elif self.input_norm == "standardize":
-            x = standardize(x)
-        return self.fc(self.conv(x))
+        return self.fc(self.conv(self.input_norm(x)))
