@@ -77,3 +77,12 @@ def test_cpu_pass_is_measured(monkeypatch):
     budget.cpu_pass_ms.cache_clear()
     ms = budget.cpu_pass_ms("digit_cnn", 4, 32, 1, repeats=3)
     assert 0.0 < ms < 5000.0
+
+
+def test_step_cpu_time_uses_cpu_not_wall_and_falls_back():
+    import pandas as pd
+
+    frame = pd.DataFrame({"cpu_s": [4.0, None], "train_s": [8.0, 8.0], "wall_s": [10.0, 10.0],
+                          "steps": [40, 40], "step_ms_median": [300.0, 300.0]})
+    # 4 s of CPU, 80% of the loop spent in training steps, 40 steps -> 80 ms per step
+    assert budget.step_cpu_ms(frame).tolist() == [80.0, 300.0]

@@ -67,8 +67,8 @@ def run_row(run: Run, metrics: Mapping[str, Any], folder: Path) -> dict[str, Any
     row.update(conflict_fraction=conflict.get("fraction_conflicting"),
                mean_cos=conflict.get("mean_cos"), logged_steps=conflict.get("logged_steps"))
     cost = metrics.get("cost") or {}
-    for key in ("wall_s", "train_s", "steps_per_s", "step_ms_median", "peak_mem_mb",
-                "peak_mem_kind", "device", "threads"):
+    for key in ("wall_s", "cpu_s", "train_s", "eval_s", "steps_per_s", "step_ms_median",
+                "peak_mem_mb", "peak_mem_kind", "device", "threads"):
         row[key] = cost.get(key)
     prov = metrics.get("provenance") or {}
     row.update(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"))

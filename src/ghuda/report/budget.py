@@ -21,11 +21,14 @@ from ghuda.report.render import Table, fmt, to_markdown
 from ghuda.report.tables import method_label
 
 METHOD = """\
-1. From this pipeline's runs (digits backbones, CPU), take the median step time s(m, v) of
-   every (method, harmonizer variant), and time here, on the same CPU with the runs' thread
-   count, one plain forward + backward of the run's backbone on one domain batch, u. Their
-   ratio R(m, v) = s / u is the cost of one training step in "backbone passes": it contains
-   the target forward, the heads, the harmonizer's extra backward passes, MCD's inner steps.
+1. From this pipeline's runs (digits backbones, CPU), take the CPU time per training step
+   s(m, v) of every (method, harmonizer variant): the run's process CPU time in its training
+   loop times the loop's share of wall time outside evaluation, over its steps (median over
+   runs; CPU time, not wall time, so that other processes on a shared machine do not inflate
+   it). Time here, in the same way and with the runs' thread count, one plain forward +
+   backward of the run's backbone on one domain batch, u. Their ratio R(m, v) = s / u is the
+   cost of one training step in "backbone passes": it contains the target forward, the heads,
+   the harmonizer's extra backward passes, MCD's inner steps.
 2. Count the FLOPs of one forward + backward of the paper job's backbone at its input size
    and per-domain batch with torch.utils.flop_counter (on the meta device), F.
 3. GPU time of a job = steps * R * F / P, plus the evaluation forwards (steps / eval_every
@@ -66,7 +69,7 @@ def backbone_flops(name: str, batch: int, size: int) -> tuple[float, float]:
 
 @cache
 def cpu_pass_ms(name: str, batch: int, size: int, threads: int, repeats: int = 30) -> float:
-    """Median wall time (ms) of one forward + backward of backbone `name` on the CPU."""
+    """Median CPU time (ms) of one forward + backward of backbone `name` on the CPU."""
     import torch
 
     from ghuda.models import build_backbone
@@ -78,11 +81,21 @@ def cpu_pass_ms(name: str, batch: int, size: int, threads: int, repeats: int = 3
     times = []
     for i in range(repeats + 5):
         backbone.zero_grad(set_to_none=True)
-        start = time.perf_counter()
+        start = time.process_time()
         _forward_backward(backbone, x)
         if i >= 5:
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((time.process_time() - start) * 1e3)
     return statistics.median(times)
+
+
+def step_cpu_ms(frame: pd.DataFrame) -> pd.Series:
+    """CPU ms per training step of each run (docs/run-outputs.md cost fields); runs without
+    cpu_s fall back to the median wall time per step."""
+    cpu = (1e3 * frame["cpu_s"] * (frame["train_s"] / frame["wall_s"]) / frame["steps"]
+           if {"cpu_s", "train_s", "wall_s"} <= set(frame.columns) else None)
+    if cpu is None:
+        return frame["step_ms_median"].astype(float)
+    return cpu.fillna(frame["step_ms_median"]).astype(float)
 
 
 def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
@@ -98,7 +111,7 @@ def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFra
         size = int(config["datasets"][first["dataset"]].get("image_size",
                                                             DEFAULT_SIZE.get(backbone, 32)))
         unit = cpu_pass_ms(backbone, batch, size, threads)
-        step = float(frame["step_ms_median"].median())
+        step = float(step_cpu_ms(frame).median())
         rows.append({"method": method, "variant": variant, "backbone": backbone,
                      "batch": batch, "step_ms": step, "unit_ms": unit, "R": step / unit,
                      "runs": len(frame)})
@@ -182,8 +195,8 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
                    fmt(frame["R"].iloc[0], 2), str(len(frame)),
                    fmt(frame["gpu_hours"].sum(), 1), str(int(frame["requested_min"].max()))])
     meas = Table(caption="Measured step costs on this machine (the R of step 1)",
-                 columns=["Method", "Variant", "backbone", "batch", "step (ms)",
-                          "1 pass (ms)", "R", "runs"], align="llllrrrr")
+                 columns=["Method", "Variant", "backbone", "batch", "step (CPU ms)",
+                          "1 pass (CPU ms)", "R", "runs"], align="llllrrrr")
     for r in ratios.itertuples():
         meas.add([method_label(r.method), r.variant, r.backbone, str(r.batch),
                   fmt(r.step_ms), fmt(r.unit_ms, 2), fmt(r.R, 2), str(r.runs)])
