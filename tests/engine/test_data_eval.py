@@ -131,7 +131,8 @@ def test_conflict_summary():
     def pair(cos):
         return {"first": "transfer", "second": "cls", "cos": cos, "conflict": cos < 0}
 
-    records = [{"pairs": [pair(-0.5)]}, {"pairs": [pair(0.25)]}, {"pairs": []}]
+    records = [{"step": 5, "pairs": [pair(-0.5)]}, {"step": 10, "pairs": [pair(0.25)]},
+               {"step": 10, "pairs": []}, {"step": 15, "pairs": []}]
     s = conflict_summary(records)
     assert s["pairs"] == ["transfer|cls"]
     assert s["logged_steps"] == 2

@@ -130,10 +130,10 @@ def provenance(config_sha256: str, device: str, seed: int) -> dict[str, Any]:
 def conflict_summary(train_records: list[dict[str, Any]]) -> dict[str, Any]:
     """Conflict statistics over the logged steps (every harmonized pair, and per pair)."""
     per_pair: dict[str, list[dict[str, Any]]] = {}
-    logged = 0
+    logged: set[int] = set()  # steps (a multi-stage method logs several records per step)
     for record in train_records:
         if record.get("pairs"):
-            logged += 1
+            logged.add(record["step"])
         for p in record.get("pairs", []):
             per_pair.setdefault(f"{p['first']}|{p['second']}", []).append(p)
 
@@ -146,5 +146,5 @@ def conflict_summary(train_records: list[dict[str, Any]]) -> dict[str, Any]:
     everything = summarize([s for stats in per_pair.values() for s in stats])
     return {"pairs": list(per_pair),
             "fraction_conflicting": everything["fraction_conflicting"],
-            "mean_cos": everything["mean_cos"], "logged_steps": logged,
+            "mean_cos": everything["mean_cos"], "logged_steps": len(logged),
             "per_pair": {name: summarize(stats) for name, stats in per_pair.items()}}
