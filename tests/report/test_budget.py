@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -68,7 +69,7 @@ def test_written_budget_states_method_and_totals(fx_summary, tmp_path, monkeypat
     text = (tmp_path / "b.md").read_text()
     assert "**estimate**" in text
     assert "torch.utils.flop_counter" in text
-    assert "test GPU, sustained 2.0 TFLOP/s: made up" in text
+    assert "test GPU, sustained 2.0 TFLOP/s, at least 0 ms per backbone pass: made up" in text
     assert f"{hours:,.1f}" in text
     assert len((tmp_path / "b.csv").read_text().splitlines()) == 1 + 39
 
@@ -86,3 +87,30 @@ def test_step_cpu_time_uses_cpu_not_wall_and_falls_back():
                           "steps": [40, 40], "step_ms_median": [300.0, 300.0]})
     # 4 s of CPU, 80% of the loop spent in training steps, 40 steps -> 80 ms per step
     assert budget.step_cpu_ms(frame).tolist() == [80.0, 300.0]
+
+
+def test_pass_floor_bounds_small_models(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    path = _target(config, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["budget"]["pass_floor_ms"] = 10.0
+    data["datasets"]["toy"]["domain_images"] = {}
+    path.write_text(yaml.safe_dump(data))
+    jobs, _, _ = budget.estimate(config, summary["runs"], str(path))
+    job = jobs[(jobs.method == "cdan") & (jobs.variant == "gh") & (jobs.task == "a->b")].iloc[0]
+    # the digit CNN's FLOPs take far less than 10 ms: the floor decides, 1000 steps x R x 10 ms
+    assert job["gpu_hours"] == pytest.approx(1000 * (18.0 / 5.0) * 0.010 / 3600)
+
+
+def test_source_only_steps_are_the_unit_when_present(fx_summary, monkeypatch):
+    config, summary = fx_summary
+    passes = {"digit_cnn": 5.0, "tiny_vit": 20.0}
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda name, *a, **k: passes[name])
+    runs = summary["runs"]
+    ref = runs[runs.method == "dann"].assign(method="source_only")
+    ratios = budget.measured_ratios(config, pd.concat([runs, ref], ignore_index=True))
+    r = ratios.set_index(["method", "variant"])
+    # source-only steps (fixture: the DANN ones, 10 ms baseline) are the unit, not the 5 ms pass
+    assert r.loc[("source_only", "sum"), "R"] == pytest.approx(1.0)
+    assert r.loc[("cdan", "gh"), "R"] == pytest.approx(18.0 / 10.0)

@@ -18,23 +18,26 @@ from ghuda.report.config import load_config
 from ghuda.report.grid import Run, expand_runs, run_config_for, split_task
 from ghuda.report.io import write_text, write_with
 from ghuda.report.render import Table, fmt, to_markdown
-from ghuda.report.tables import method_label
+from ghuda.report.tables import method_label, step_cpu_ms
 
 METHOD = """\
 1. From this pipeline's runs (digits backbones, CPU), take the CPU time per training step
    s(m, v) of every (method, harmonizer variant): the run's process CPU time in its training
    loop times the loop's share of wall time outside evaluation, over its steps (median over
    runs; CPU time, not wall time, so that other processes on a shared machine do not inflate
-   it). Time here, in the same way and with the runs' thread count, one plain forward +
-   backward of the run's backbone on one domain batch, u. Their ratio R(m, v) = s / u is the
-   cost of one training step in "backbone passes": it contains the target forward, the heads,
-   the harmonizer's extra backward passes, MCD's inner steps.
+   it). The unit u is one plain forward + backward of the backbone on one domain batch: the
+   source-only step of the same pipeline (same machine, same conditions), scaled by the ratio
+   of the two backbones' passes timed here when the method runs another backbone (SSRT's
+   tiny ViT). R(m, v) = s / u is the cost of one training step in "backbone passes": it
+   contains the target forward, the heads, the harmonizer's extra backward passes, MCD's
+   inner steps.
 2. Count the FLOPs of one forward + backward of the paper job's backbone at its input size
    and per-domain batch with torch.utils.flop_counter (on the meta device), F.
-3. GPU time of a job = steps * R * F / P, plus the evaluation forwards (steps / eval_every
-   passes over the target domain's images and the source validation split), where P is the
-   sustained throughput that the target config assumes under `budget` (an assumption about
-   the GPU, not a measurement).
+3. GPU time of a job = steps * R * max(F / P, f), plus the evaluation forwards
+   (steps / eval_every passes over the target domain's images and the source validation
+   split), where P is the sustained throughput that the target config assumes under `budget`
+   and f the least time of one backbone pass it assumes (small models are bound by kernel
+   launches, not FLOPs): assumptions about the GPU, not measurements.
 Ignored: data loading, mixed precision beyond P, and the Python overhead of a tiny CPU model,
 which inflates R, so the estimate leans high.
 """
@@ -88,32 +91,33 @@ def cpu_pass_ms(name: str, batch: int, size: int, threads: int, repeats: int = 3
     return statistics.median(times)
 
 
-def step_cpu_ms(frame: pd.DataFrame) -> pd.Series:
-    """CPU ms per training step of each run (docs/run-outputs.md cost fields); runs without
-    cpu_s fall back to the median wall time per step."""
-    cpu = (1e3 * frame["cpu_s"] * (frame["train_s"] / frame["wall_s"]) / frame["steps"]
-           if {"cpu_s", "train_s", "wall_s"} <= set(frame.columns) else None)
-    if cpu is None:
-        return frame["step_ms_median"].astype(float)
-    return cpu.fillna(frame["step_ms_median"]).astype(float)
+def _pass_setting(config: Mapping[str, Any], row: pd.Series) -> tuple[str, int, int, int]:
+    """(backbone, per-domain batch, image size, threads) of a run of this pipeline."""
+    rc = run_config_for(config, row["dataset"], row["task"], row["method"], row["variant"],
+                        int(row["seed"]))
+    backbone = rc.get("model", {}).get("backbone", row["backbone"])
+    size = config["datasets"][row["dataset"]].get("image_size", DEFAULT_SIZE.get(backbone, 32))
+    return (backbone, int(rc.get("train", {}).get("batch_size", 32)), int(size),
+            int(rc.get("train", {}).get("threads") or 1))
 
 
 def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
-    """R(m, v) per (method, variant) of this pipeline: median step time / one backbone pass."""
+    """R(m, v) per (method, variant) of this pipeline: CPU time per step over the CPU time of
+    one backbone pass, u. When the pipeline ran source-only, u is its step time (measured in
+    the same runs, so under the same conditions), scaled by the ratio of timed backbone passes
+    when the method's backbone differs; otherwise u is the timed pass itself."""
+    baseline = config.get("tables", {}).get("baseline", "sum")
+    ref = runs[(runs["method"] == "source_only") & (runs["variant"] == baseline)]
+    ref_setting = _pass_setting(config, ref.iloc[0]) if not ref.empty else None
     rows = []
     for (method, variant), frame in runs.groupby(["method", "variant"], sort=False):
-        first = frame.iloc[0]
-        rc = run_config_for(config, first["dataset"], first["task"], method, variant,
-                            int(first["seed"]))
-        backbone = rc.get("model", {}).get("backbone", first["backbone"])
-        batch = int(rc.get("train", {}).get("batch_size", 32))
-        threads = int(rc.get("train", {}).get("threads") or 1)
-        size = int(config["datasets"][first["dataset"]].get("image_size",
-                                                            DEFAULT_SIZE.get(backbone, 32)))
-        unit = cpu_pass_ms(backbone, batch, size, threads)
+        setting = _pass_setting(config, frame.iloc[0])
+        unit = cpu_pass_ms(*setting)
+        if ref_setting is not None:
+            unit = float(step_cpu_ms(ref).median()) * unit / cpu_pass_ms(*ref_setting)
         step = float(step_cpu_ms(frame).median())
-        rows.append({"method": method, "variant": variant, "backbone": backbone,
-                     "batch": batch, "step_ms": step, "unit_ms": unit, "R": step / unit,
+        rows.append({"method": method, "variant": variant, "backbone": setting[0],
+                     "batch": setting[1], "step_ms": step, "unit_ms": unit, "R": step / unit,
                      "runs": len(frame)})
     return pd.DataFrame(rows)
 
@@ -134,9 +138,10 @@ def job_estimate(target: Mapping[str, Any], run: Run, ratio: float) -> dict[str,
     images = ds.get("domain_images", {})
     eval_images = images.get(target_domain, 0) + SOURCE_VAL_FRACTION * images.get(source, 0)
     evals = steps // int(train.get("eval_every", steps)) if train.get("eval_every") else 1
-    flops = steps * ratio * fb + evals * eval_images * fwd1
     tflops = float(target["budget"]["sustained_tflops"])
-    hours = flops / (tflops * 1e12) / 3600
+    floor_s = float(target["budget"].get("pass_floor_ms", 0.0)) / 1e3
+    train_s = steps * ratio * max(fb / (tflops * 1e12), floor_s)
+    hours = (train_s + evals * eval_images * fwd1 / (tflops * 1e12)) / 3600
     return {"dataset": run.dataset, "task": run.task, "method": run.method,
             "variant": run.variant, "seed": run.seed, "backbone": backbone, "steps": steps,
             "batch": batch, "R": ratio, "train_pflop": steps * ratio * fb / 1e15,
@@ -173,8 +178,10 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
     lines = [f"# Compute budget of `{target_path}` (estimate)", "",
              f"Estimated GPU time of all **{len(jobs)} jobs** of `{target_path}`: "
              f"**{jobs['gpu_hours'].sum():,.0f} GPU hours** on the assumed GPU "
-             f"({gpu['gpu']}, sustained {gpu['sustained_tflops']} TFLOP/s: "
-             f"{gpu['basis']}). Every job uses {int(jobs['gpus'].max())} GPU.", "",
+             f"({gpu['gpu']}, sustained {gpu['sustained_tflops']} TFLOP/s, at least "
+             f"{gpu.get('pass_floor_ms', 0)} ms per backbone pass: "
+             f"{' '.join(str(gpu['basis']).split())}). Every job uses "
+             f"{int(jobs['gpus'].max())} GPU.", "",
              "This is an **estimate**, not a measurement. Method:", "", METHOD, ""]
     per_ds = Table(caption="Per dataset", columns=["Dataset", "jobs", "GPU hours",
                                                   "median h/job", "max h/job",

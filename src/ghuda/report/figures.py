@@ -68,7 +68,7 @@ def _grid(n: int, ncols: int, width: float, row_height: float):
     return fig, list(axes.flat[:n])
 
 
-def _binned(frame: pd.DataFrame, value: str, bins: int = 20) -> pd.DataFrame:
+def _binned(frame: pd.DataFrame, value: str, bins: int = 10) -> pd.DataFrame:
     """Per step bin and run: mean of `value`; then mean and std over runs per bin."""
     if frame.empty:
         return pd.DataFrame(columns=["step", "mean", "std"])
@@ -303,8 +303,9 @@ def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
         ax.scatter(logged["angle_deg"], logged["w2"], s=3, color="C1", alpha=0.3,
                    label=r"logged $w_2$", rasterized=True)
         opt_text = ", ".join(f"{k}={v}" for k, v in options.items())
+        above = int((logged[["w1", "w2"]] > 4.0).to_numpy().sum())
         ax.set_title(f"{name}" + (f" ({opt_text})" if opt_text else "")
-                     + f", {len(logged)} logged")
+                     + f", {len(logged)} logged" + (f" ({above} w > 4 off scale)" if above else ""))
         ax.axvline(90, color="0.5", linewidth=0.6, linestyle=":")
         ax.set_xlabel(r"angle($g_1$, $g_2$) (degrees)")
         ax.set_ylabel("loss weight")
@@ -387,8 +388,8 @@ def step_cost(config: Mapping[str, Any], summary: Summary):
                      f"+{first['extra_bwd']} bwd)")
     ax.axhline(1.0, color="0.3", linewidth=0.7, linestyle=":")
     ax.set_xticks(range(len(methods)), [method_label(m) for m in methods])
-    ax.set_ylabel("step time / baseline step time")
-    ax.set_title("Cost per training step (median over tasks and seeds)")
+    ax.set_ylabel("CPU time per step / baseline's")
+    ax.set_title("Cost per training step (CPU time, median over tasks and seeds)")
     fig.legend(loc="outside lower center", ncol=4, frameon=False)
     return fig
 

@@ -220,15 +220,27 @@ def harmonizer_passes(config: Mapping[str, Any], dataset: str, method: str, vari
     return int(harmonizer.extra_forward), int(harmonizer.extra_backward)
 
 
+def step_cpu_ms(frame: pd.DataFrame) -> pd.Series:
+    """CPU ms per training step of each run (docs/run-outputs.md cost fields); runs without
+    cpu_s fall back to the median wall time per step."""
+    cpu = (1e3 * frame["cpu_s"] * (frame["train_s"] / frame["wall_s"]) / frame["steps"]
+           if {"cpu_s", "train_s", "wall_s"} <= set(frame.columns) else None)
+    if cpu is None:
+        return frame["step_ms_median"].astype(float)
+    return cpu.fillna(frame["step_ms_median"]).astype(float)
+
+
 def cost_frame(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, method, variant): extra passes, median step time, median ratio to the
-    baseline's step time on the same (task, seed), median peak memory, number of runs."""
+    """Per (dataset, method, variant): extra passes, median CPU time per step
+    (`step_cpu_ms`), its median ratio to the baseline's on the same (task, seed), median peak
+    memory, number of runs."""
     baseline = config.get("tables", {}).get("baseline", "sum")
     rows = []
     for dataset in dataset_table_stems(config):
         data = runs[runs["dataset"] == dataset]
         for method in method_order(config):
             mdata = data[data["method"] == method]
+            mdata = mdata.assign(step_cpu=step_cpu_ms(mdata))
             base = mdata[mdata["variant"] == baseline].set_index(["task", "seed"])
             for variant in all_variants(config):
                 vdata = mdata[mdata["variant"] == variant]
@@ -237,11 +249,11 @@ def cost_frame(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
                 fwd, bwd = harmonizer_passes(config, dataset, method, variant)
                 v = vdata.set_index(["task", "seed"])
                 common = v.index.intersection(base.index)
-                ratio = v.loc[common, "step_ms_median"] / base.loc[common, "step_ms_median"]
+                ratio = v.loc[common, "step_cpu"] / base.loc[common, "step_cpu"]
                 rows.append({
                     "dataset": dataset, "method": method, "variant": variant,
                     "extra_fwd": fwd, "extra_bwd": bwd,
-                    "step_ms": float(vdata["step_ms_median"].median()),
+                    "step_ms": float(vdata["step_cpu"].median()),
                     "ratio": float(ratio.median()) if len(common) else float("nan"),
                     "peak_mb": float(vdata["peak_mem_mb"].median()), "runs": len(vdata),
                     "devices": ", ".join(sorted(map(str, vdata["device"].dropna().unique()))),
@@ -255,8 +267,8 @@ def cost_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
     """Step time and peak memory per method and harmonizer, with the extra passes."""
     frame = cost_frame(config, runs)
     table = Table(
-        caption="Cost per training step: median step time and peak memory over runs",
-        columns=["Dataset", "Method", "Variant", "extra fwd", "extra bwd", "step (ms)",
+        caption="Cost per training step: median CPU time per step and peak memory over runs",
+        columns=["Dataset", "Method", "Variant", "extra fwd", "extra bwd", "step (CPU ms)",
                  "× baseline", "peak mem (MB)", "runs"],
         align="lllrrrrrr", label="tab:cost")
     previous = None
@@ -273,11 +285,12 @@ def cost_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
     table.notes += [
         "extra fwd / bwd: passes beyond one forward and one backward per harmonized step, "
         "as the harmonizer states them (extra_forward, extra_backward).",
-        "× baseline: median over (task, seed) of step time / the baseline's step time on the "
-        "same task and seed.",
+        "step: CPU time of the training loop outside evaluation, per step (process time, so "
+        "other processes on a shared machine do not inflate it; on a GPU, wall time differs). "
+        "× baseline: median over (task, seed) of this time / the baseline's on the same task "
+        "and seed.",
         f"Measured on: {', '.join(devices) or 'unknown'}; peak memory kind: "
-        f"{', '.join(kinds) or 'unknown'}. Timings on a shared machine are noisy; compare "
-        "ratios, not absolute times."]
+        f"{', '.join(kinds) or 'unknown'}."]
     return table
 
 
