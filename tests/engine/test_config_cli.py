@@ -132,6 +132,28 @@ def test_nonfinite_loss_stops_with_step_and_no_metrics(cli_args, tmp_path, capsy
     assert not (tmp_path / "failure.json").exists()
 
 
+def test_record_divergence_writes_a_diverged_metrics_and_exits_zero(cli_args, tmp_path,
+                                                                     capsys):
+    rc = main([*cli_args(tmp_path, "method.name=dann", "train.lr=1e30"), "--record-divergence"])
+    assert rc == 0
+    assert "recorded as diverged" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert metrics["failure"]["iteration"] == 2
+    assert set(metrics["protocols"]) == {"last", "source_val", "oracle"}
+    assert all(p["acc"] is None for p in metrics["protocols"].values())
+    assert "diverged at iteration 2" in metrics["protocols"]["last"]["selection"]
+    assert metrics["run"]["method"] == "dann"
+    # the folder now holds a finished (diverged) run: running again does not retrain
+    assert main([*cli_args(tmp_path, "method.name=dann", "train.lr=1e30"),
+                 "--record-divergence"]) == 0
+
+
+def test_completed_run_has_status_completed(cli_args, tmp_path):
+    assert main(cli_args(tmp_path, "method.name=source_only")) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
 def test_python_dash_m_train_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ghuda", "train", "--set", "method.name=x",
                            "--out", str(tmp_path)], capture_output=True, text=True,

@@ -37,6 +37,24 @@ def test_missing_run_is_named(fx_config, tmp_path):
     assert not (tmp_path / "s" / "runs.csv").exists()
 
 
+def test_diverged_run_is_a_row_without_accuracy(fx_config, tmp_path):
+    runs = write_runs(fx_config)
+    path = Path(fx_config["results_dir"]) / "fx" / runs[3].rel_dir / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["status"] = "diverged"
+    metrics["failure"] = {"kind": "non_finite", "iteration": 17}
+    for entry in metrics["protocols"].values():
+        entry.update(acc=None, mean_class_acc=None, step=None)
+    path.write_text(json.dumps(metrics))
+    aggregate(fx_config, tmp_path / "s")
+    frame = load_summary(tmp_path / "s")["runs"]
+    diverged = frame[frame["status"] == "diverged"]
+    assert len(diverged) == 1
+    assert diverged.iloc[0]["diverged_at"] == 17
+    assert diverged[["acc_last", "acc_source_val", "acc_oracle"]].isna().all(axis=None)
+    assert (frame["status"] == "completed").sum() == len(frame) - 1
+
+
 def test_mislabelled_run_is_an_error(fx_config, tmp_path):
     runs = write_runs(fx_config)
     path = Path(fx_config["results_dir"]) / "fx" / runs[0].rel_dir / "metrics.json"

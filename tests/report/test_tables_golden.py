@@ -113,3 +113,28 @@ def test_build_and_write_tables_names_match_outputs(fx_summary, tmp_path):
     tex = (tmp_path / "tables" / "cost.tex").read_text()
     assert r"\toprule" in tex
     assert r"\bottomrule" in tex
+
+
+def test_diverged_runs_are_counted_and_left_out(fx_summary):
+    """DANN+GH seed 2 on b->a diverged (no accuracy); CDAN+E+GH++ diverged on a->b in every
+    seed. By hand: DANN+GH b->a keeps 70, 71.5 (mean 70.75, sd 1.06); its Avg keeps seeds 0
+    and 1 (65, 66.5); 5 of the 6 pairs remain."""
+    config, summary = fx_summary
+    runs = summary["runs"]
+    for method, variant, task, seeds in (("dann", "gh", "b->a", [2]),
+                                         ("cdan", "ghpp", "a->b", [0, 1, 2])):
+        hit = ((runs["method"] == method) & (runs["variant"] == variant)
+               & (runs["task"] == task) & runs["seed"].isin(seeds))
+        runs.loc[hit, ["acc_last", "acc_source_val", "acc_oracle"]] = float("nan")
+        runs.loc[hit, "status"] = "diverged"
+    md = to_markdown(dataset_table(config, runs, "toy"))
+    body = [line.split(" | ") for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith(("| Method", "|:"))]
+    dann_gh, cdan_ghpp = body[1], body[5]
+    assert (dann_gh[0], cdan_ghpp[0]) == ("| +GH", "| +GH++")
+    assert dann_gh[1:4] == ["61.7 ± 1.8", "70.8 ± 1.1 (1/3 div.)", "65.8 ± 1.1 (1/3 div.)"]
+    assert dann_gh[-1] == "5 |"
+    assert cdan_ghpp[1] == "diverged (3/3)"
+    assert cdan_ghpp[3] == "diverged (3/3)"  # every seed has a diverged task
+    assert cdan_ghpp[-1] == "3 |"  # only the b->a pairs remain
+    assert "k/n div.: k of the n runs diverged" in md

@@ -1,6 +1,8 @@
 # Train: one job per run; `ghuda train` writes the run folder (docs/run-outputs.md),
 # metrics.json last. The job first writes its run config (docs/config.md, from the grid) to
 # request.yaml in the run folder; Snakemake reruns the job when that config changes (params).
+# A diverged run (non-finite loss) is a result: --record-divergence writes a metrics.json with
+# status "diverged" (docs/run-outputs.md), so the job succeeds and the tables count it.
 # Resumable: a requeued or restarted job reruns the same command and the engine resumes from
 # the checkpoint in the run folder (Snakemake removes only metrics.json, the output). A
 # request.yaml that differs from the new one means the config changed: start over (--fresh).
@@ -37,5 +39,5 @@ rule train:
             mv "$out/request.yaml.tmp" "$out/request.yaml"
         fi
         {params.launcher} ghuda train --config "$out/request.yaml" --out "$out" \
-            --no-progress $fresh > {log:q} 2>&1
+            --no-progress --record-divergence $fresh > {log:q} 2>&1
         """

@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (metrics.json, history.jsonl, config.yaml, ...)")
     p.add_argument("--fresh", action="store_true",
                    help="discard any checkpoint or completed run in --out and start over")
+    p.add_argument("--record-divergence", action="store_true",
+                   help="a non-finite loss is a result: write metrics.json with status "
+                   "'diverged' and no accuracy, and exit 0 (the pipeline's mode); without it "
+                   f"the run stops with exit {EXIT_NONFINITE} and no metrics.json")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and its sha256, then exit")
     bar = p.add_mutually_exclusive_group()
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from ghuda.engine.trainer import NonFiniteLoss, RunFolderError, Trainer
     from ghuda.models.torchvision_backbones import PretrainedWeightsMissing
 
-    trainer = Trainer(cfg, args.out, fresh=args.fresh, bar=args.bar)
+    trainer = Trainer(cfg, args.out, fresh=args.fresh, bar=args.bar,
+                      record_divergence=args.record_divergence)
     try:
         trainer.setup()
     except (ValueError, FileNotFoundError) as err:  # e.g. a missing dataset, a bad group
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         trainer.run()
     except NonFiniteLoss as err:
         print(f"ghuda train: {err}", file=sys.stderr)
+        if args.record_divergence:
+            print(f"ghuda train: recorded as diverged in {trainer.paths.metrics}",
+                  file=sys.stderr)
+            return 0
         return EXIT_NONFINITE
     except (CheckpointError, RunFolderError) as err:
         print(f"ghuda train: {err}", file=sys.stderr)

@@ -44,7 +44,7 @@ from ghuda.engine.data import (
     load_splits,
     subsample,
 )
-from ghuda.engine.evaluate import accuracies, predict_all, protocols
+from ghuda.engine.evaluate import SELECTIONS, accuracies, predict_all, protocols
 from ghuda.engine.memory import PeakMemory
 from ghuda.engine.optim import GroupOptimizers
 from ghuda.engine.outputs import (
@@ -100,10 +100,11 @@ class Trainer:
     """Trains one run described by a resolved, validated config into folder `out`."""
 
     def __init__(self, cfg: dict[str, Any], out: str | Path, *, fresh: bool = False,
-                 bar: bool | None = None) -> None:
+                 bar: bool | None = None, record_divergence: bool = False) -> None:
         self.cfg = cfg
         self.paths = RunPaths(Path(out))
         self.fresh = fresh
+        self.record_divergence = record_divergence
         self.bar = bar
         self.sha = config_mod.sha256(cfg)
         self.t = cfg["train"]
@@ -399,14 +400,20 @@ class Trainer:
                 if every and done % every == 0 and done < total:
                     self._checkpoint(done, history.offset(), step_times, elapsed())
         except NonFiniteLoss as err:
-            write_json(self.paths.failure, {
-                "schema": SCHEMA_VERSION, "kind": "non_finite", "iteration": err.iteration,
-                "stage": err.stage, "what": err.what, "message": str(err),
-                "config_sha256": self.sha})
-            raise
+            failure = {"schema": SCHEMA_VERSION, "kind": "non_finite",
+                       "iteration": err.iteration, "stage": err.stage, "what": err.what,
+                       "message": str(err), "config_sha256": self.sha}
+            write_json(self.paths.failure, failure)
+            diverged = err
+        else:
+            diverged = None
         finally:
             progress.close()
             history.close()
+        if diverged is not None:
+            if self.record_divergence:
+                self._record_divergence(failure, elapsed(), runtime)
+            raise diverged
         if self.t["save_features"]:
             self._save_features(runtime)
         timing = elapsed()
@@ -489,7 +496,21 @@ class Trainer:
         with torch.no_grad(), runtime.autocast():
             self.method.refresh(images(), StepInfo(step=i, total_steps=total))
 
-    def _metrics(self, cost: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    def _record_divergence(self, failure: dict[str, Any], timing: dict[str, float],
+                           runtime: Runtime) -> None:
+        """metrics.json of a diverged run (``--record-divergence``): status ``diverged``, the
+        failure, and no accuracy under any protocol (the final iterate is not finite; an
+        earlier evaluation would select a model the run did not end with)."""
+        selection = f"none: the run diverged at iteration {failure['iteration']}"
+        none = {name: {"acc": None, "mean_class_acc": None, "step": None,
+                       "selection": selection} for name in SELECTIONS}
+        metrics = self._metrics({**timing, "device": runtime.describe(),
+                                 "threads": runtime.threads}, runtime, none)
+        metrics.update(status="diverged", failure=failure)
+        write_json(self.paths.metrics, metrics)
+
+    def _metrics(self, cost: dict[str, Any], runtime: Runtime,
+                 protocol_block: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         history = list(read_history(self.paths.history))
         evals = [r for r in history if r["kind"] == "eval"]
@@ -503,8 +524,8 @@ class Trainer:
                "backbone": cfg["model"]["backbone"], "steps": self.t["steps"],
                "selection_metric": self.t["selection_metric"],
                "num_classes": self.splits.num_classes}
-        return {"schema": SCHEMA_VERSION, "run": run,
-                "protocols": protocols(evals, self.t["selection_metric"]),
+        return {"schema": SCHEMA_VERSION, "run": run, "status": "completed",
+                "protocols": protocol_block or protocols(evals, self.t["selection_metric"]),
                 "conflict": conflict_summary(train), "cost": cost,
                 "provenance": provenance(self.sha, runtime.describe(), self.t["seed"])}
 

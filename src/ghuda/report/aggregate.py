@@ -1,7 +1,8 @@
 """Collect the run folders of a config into three tables (docs/run-outputs.md).
 
-- ``runs.csv``: one row per run: identity, accuracy under each protocol, conflict summary,
-  cost, provenance;
+- ``runs.csv``: one row per run: identity, status (``completed`` or ``diverged``, with the
+  iteration), accuracy under each protocol (empty for a diverged run), conflict summary, cost,
+  provenance;
 - ``history_train.csv.gz``: one row per logged training step and harmonized pair (cos, angle,
   w1, w2, norms, conflict);
 - ``history_eval.csv.gz``: one row per evaluation (target and source-validation accuracy).
@@ -53,13 +54,17 @@ def run_row(run: Run, metrics: Mapping[str, Any], folder: Path) -> dict[str, Any
     """Flatten one metrics.json into a runs.csv row."""
     info = metrics["run"]
     row: dict[str, Any] = {k: getattr(run, k) for k in KEYS}
+    failure = metrics.get("failure") or {}
     row.update(block=run.block, harmonizer=info.get("harmonizer"),
-               backbone=info.get("backbone"), steps=info.get("steps"), run_dir=str(folder))
+               backbone=info.get("backbone"), steps=info.get("steps"), run_dir=str(folder),
+               status=metrics.get("status", "completed"),
+               diverged_at=failure.get("iteration"))
     for proto in PROTOCOLS:
         entry = metrics["protocols"].get(proto)
         if entry is None:
             raise ValueError(f"{folder}/metrics.json: protocol {proto!r} missing; "
                              f"found {sorted(metrics['protocols'])}")
+        # a diverged run has no accuracy (None): NaN in the frame, counted by the tables
         row[f"acc_{proto}"] = entry["acc"]
         row[f"mean_class_acc_{proto}"] = entry.get("mean_class_acc")
         row[f"step_{proto}"] = entry.get("step")

@@ -78,17 +78,30 @@ def all_variants(config: Mapping[str, Any]) -> list[str]:
     return rows + [v for v in sweep_variants(config) if v not in rows]
 
 
+DIVERGED_NOTE = ("k/n div.: k of the n runs diverged (non-finite loss; the run's "
+                 "failure.json names the iteration); they have no accuracy and are left out "
+                 "of the mean ± std and of the paired differences.")
+
+
 def _values(frame: pd.DataFrame, column: str) -> pd.Series:
     """Accuracy per (task, seed)."""
     return frame.set_index(["task", "seed"])[column].sort_index()
 
 
+def seed_means(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Mean over tasks per seed; NaN (a diverged run) when any task of the seed diverged."""
+    return frame.groupby("seed")[column].agg(lambda s: float(s.to_numpy(dtype=float).mean()))
+
+
 def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
                        confidence: float) -> Paired:
-    """`stats.paired` over the (task, seed) pairs both frames have."""
+    """`stats.paired` over the (task, seed) pairs both frames have with an accuracy (a
+    diverged run leaves its pair out)."""
     a, b = _values(frame, column), _values(base, column)
     common = a.index.intersection(b.index)
-    return paired(a.loc[common].to_numpy(), b.loc[common].to_numpy(), confidence)
+    a, b = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return paired(a[keep], b[keep], confidence)
 
 
 def delta_cells(p: Paired) -> list[str]:
@@ -97,10 +110,23 @@ def delta_cells(p: Paired) -> list[str]:
             f"{fmt(p.ci_high, signed=True)}]", fmt_p(p.p_t), fmt_p(p.p_wilcoxon), str(p.n)]
 
 
-def _cell(values: pd.Series, rep: str | None) -> str:
-    mean, std = mean_std(values.to_numpy())
-    text = f"{fmt(mean)} ± {fmt(std)}" if not np.isnan(std) else fmt(mean)
+def summary_cell(values: pd.Series, rep: str | None) -> str:
+    """'mean ± std' over the values with an accuracy, 'k/n div.' when k of them diverged."""
+    arr = values.to_numpy(dtype=float)
+    finite = arr[~np.isnan(arr)]
+    if arr.size and not finite.size:
+        text = f"diverged ({arr.size}/{arr.size})"
+    else:
+        mean, std = mean_std(finite)
+        text = f"{fmt(mean)} ± {fmt(std)}" if not np.isnan(std) else fmt(mean)
+        if finite.size < arr.size:
+            text += f" ({arr.size - finite.size}/{arr.size} div.)"
     return text if rep is None else f"{text} (rep. {rep})"
+
+
+def _diverged_note(table: Table, frame: pd.DataFrame, column: str) -> None:
+    if frame[column].isna().any():
+        table.notes.append(DIVERGED_NOTE)
 
 
 def _rep(reported: ReportedNumbers | None, dataset: str, method: str, variant: str,
@@ -144,11 +170,11 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             cells = [label]
             for task in tasks:
                 tdata = vdata[vdata["task"] == task]
-                cells.append(DASH if tdata.empty else
-                             _cell(tdata[col], _rep(reported, dataset, method, variant, task)))
+                rep = _rep(reported, dataset, method, variant, task)
+                cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
             have = [t for t in tasks if t in set(vdata["task"])]
-            per_seed = vdata.groupby("seed")[col].mean()
-            avg = _cell(per_seed, _rep(reported, dataset, method, variant, AVG))
+            avg = summary_cell(seed_means(vdata, col),
+                               _rep(reported, dataset, method, variant, AVG))
             if len(have) < len(tasks):
                 partial = True
                 avg += "*"
@@ -161,6 +187,7 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
         table.end_group()
     table.notes.append(f"Protocol {PROTOCOL_TEXT[protocol]}; seeds {list(map(int, seeds))}.")
     table.notes.append(PAIRING_NOTE.format(conf=confidence))
+    _diverged_note(table, data, col)
     if partial:
         table.notes.append("*: average over the tasks this row was run on (a subset).")
     if reported is not None:
@@ -190,14 +217,15 @@ def protocol_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
                     continue
                 cols = {p: metric_column(config, dataset, p)
                         for p in ("last", "source_val", "oracle")}
-                per_seed = {p: vdata.groupby("seed")[c].mean() for p, c in cols.items()}
+                per_seed = {p: seed_means(vdata, c) for p, c in cols.items()}
                 gap = per_seed["oracle"] - per_seed["last"]
                 table.add([config["datasets"][dataset].get("label", dataset),
                            method_label(method), config["variants"][variant]["label"],
-                           *[_cell(per_seed[p], None) for p in ("last", "source_val",
+                           *[summary_cell(per_seed[p], None) for p in ("last", "source_val",
                                                                   "oracle")],
-                           _cell(gap, None)])
+                           summary_cell(gap, None)])
             table.end_group()
+        _diverged_note(table, data, metric_column(config, dataset, "last"))
     table.notes += [PROTOCOL_TEXT["last"] + "; " + PROTOCOL_TEXT["source_val"] + "; " +
                     PROTOCOL_TEXT["oracle"] + ".",
                     "The released code reports oracle numbers (REFERENCE 1.6); only last and "
@@ -321,13 +349,14 @@ def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
             table.add([label, fmt(t, 2) if t is not None else DASH, DASH, DASH, DASH, DASH,
                        "0"])
             continue
-        cells = [label, fmt(t, 2) if t is not None else DASH, _cell(vdata[col], None)]
+        cells = [label, fmt(t, 2) if t is not None else DASH, summary_cell(vdata[col], None)]
         if variant == baseline:
             cells += [DASH, DASH, DASH, DASH]
         else:
             cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
         table.add(cells)
     table.notes.append(PAIRING_NOTE.format(conf=confidence).replace("seeds × tasks", "seeds"))
+    _diverged_note(table, data, col)
     return table
 
 

@@ -14,14 +14,23 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ghuda.report.render import DASH, Table, fmt, to_markdown
 from ghuda.report.reported import AVG, ReportedNumbers
 from ghuda.report.stats import mean_std
-from ghuda.report.tables import method_label, method_order, metric_column, task_label
+from ghuda.report.tables import (
+    method_label,
+    method_order,
+    metric_column,
+    seed_means,
+    summary_cell,
+    task_label,
+)
 
 MATCH, DIFFERS, NOT_RECORDED, NOT_RUN = "MATCH", "DIFFERS", "NOT RECORDED", "NOT RUN"
+DIVERGED = "DIVERGED"
 
 
 def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNumbers
@@ -57,13 +66,15 @@ def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNu
                 if vdata.empty:
                     values = pd.Series(dtype=float)
                 elif task == AVG:
-                    values = vdata.groupby("seed")[col].mean()
+                    values = seed_means(vdata, col)
                 else:
                     values = vdata[vdata["task"] == task][col]
-                mean, std = mean_std(values.to_numpy())
+                mean, _ = mean_std(values.dropna().to_numpy())
                 pub = None if entry is None else entry.value
                 if values.empty:
                     verdict = NOT_RUN
+                elif values.isna().all():
+                    verdict = DIVERGED
                 elif pub is None:
                     verdict = NOT_RECORDED
                 else:
@@ -78,9 +89,9 @@ def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNu
                 table.add([label, method_label(method), config["variants"].get(
                     variant, {"label": variant})["label"],
                     "Avg" if task == AVG else task_label(task),
-                    DASH if values.empty else f"{fmt(mean)} ± {fmt(std)}",
+                    DASH if values.empty else summary_cell(values, None),
                     DASH if pub is None else fmt(pub, 2),
-                    DASH if pub is None or values.empty else fmt(mean - pub, signed=True),
+                    DASH if pub is None or np.isnan(mean) else fmt(mean - pub, signed=True),
                     verdict, source])
             table.end_group()
     return table, counts, notes
@@ -97,7 +108,8 @@ def verdict_markdown(config: Mapping[str, Any], table: Table, counts: Counter,
         overall = (f"**Verdict: {counts[MATCH]} of {compared} compared numbers match** "
                    f"within {config.get('verify', {}).get('tolerance_pp', 2.0):g} pp; "
                    f"{counts[DIFFERS]} differ.")
-    tail = ", ".join(f"{k}: {counts[k]}" for k in (MATCH, DIFFERS, NOT_RECORDED, NOT_RUN)
+    tail = ", ".join(f"{k}: {counts[k]}" for k in (MATCH, DIFFERS, DIVERGED, NOT_RECORDED,
+                                                     NOT_RUN)
                      if counts[k])
     lines = [f"# Verification of config `{config['name']}`", "", overall]
     if tail:
