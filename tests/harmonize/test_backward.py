@@ -216,6 +216,34 @@ def test_scales_apply_after_harmonization(net, name, on_backbone):
 
 
 @pytest.mark.parametrize("name", VECTOR)
+def test_outside_sum_harmonizes_only_the_measure_scope(net, name):
+    """outside="sum": the backbone gets the released update, the heads s1*g1 + s2*g2."""
+    params, backbone, heads, scales = (list(net.parameters()), net.backbone(), net.heads(),
+                                       (2.0, 0.25))
+    h1, h2 = (flat_grads(loss, heads) for loss in net.losses())
+    _fresh_grads(net)
+    released = H.make(name).backward(*net.losses(), params, backbone, scales=scales)
+    want_backbone, want_heads = flat_grad_attr(backbone), flat_grad_attr(heads)
+    _fresh_grads(net)
+    ablation = H.make(name, outside="sum").backward(*net.losses(), params, backbone,
+                                                    scales=scales)
+    assert torch.allclose(flat_grad_attr(backbone), want_backbone, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(flat_grad_attr(heads), scales[0] * h1 + scales[1] * h2,
+                          rtol=1e-10, atol=1e-14)
+    assert ablation == released  # statistics live on the measure scope
+    if name not in ("sum",):
+        assert not torch.allclose(flat_grad_attr(heads), want_heads)  # the option matters
+
+
+@pytest.mark.parametrize("name", VECTOR)
+def test_outside_option_is_validated(name):
+    with pytest.raises(ValueError, match="outside must be one of"):
+        H.make(name, outside="nope")
+    with pytest.raises(ValueError, match="no weighted-loss form"):
+        H.make(name, outside="sum", mode="weighted_loss")
+
+
+@pytest.mark.parametrize("name", VECTOR)
 def test_weighted_loss_mode_with_scales(net, name):
     params, scales = list(net.parameters()), (3.0, 0.5)
     _fresh_grads(net)

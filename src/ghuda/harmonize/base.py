@@ -20,7 +20,8 @@ Two families exist:
 * `measure` (default `params`) is the scope on which the angle, weights and element-wise
   statistics are computed. Measure tensors that are not in `params` serve the statistics only
   (their ``.grad`` is not written). Parameters outside `measure` receive ``w1*g1 + w2*g2`` of
-  their own gradients — for element-wise harmonizers the plain sum ``g1 + g2``;
+  their own gradients (vector harmonizers with ``outside="sum"``, and element-wise ones: the
+  plain sum ``g1 + g2``);
 * `scales` = (s1, s2) are constant loss weights applied AFTER harmonization (how the released
   code applies CDAN/GVB's trade-off, REFERENCE 1.4): vector harmonizers write
   ``s1*w1*g1 + s2*w2*g2`` with (w1, w2) computed on the unscaled gradients; element-wise ones
@@ -227,7 +228,32 @@ class Harmonizer(ABC):
 
 
 class VectorHarmonizer(Harmonizer):
-    """Harmonizers whose update is ``w1 g1 + w2 g2`` with pair-level scalar coefficients."""
+    """Harmonizers whose update is ``w1 g1 + w2 g2`` with pair-level scalar coefficients.
+
+    Option `outside`: what parameters outside `measure` receive. ``"weighted"`` (default, as
+    released: the weighted loss ``w1*L1 + w2*L2`` scales every parameter's gradient) gives
+    ``w1*g1 + w2*g2`` of their own gradients; ``"sum"`` gives the plain ``g1 + g2`` there, so
+    that only the measured parameters are harmonized (an ablation: with the released form a
+    huge w1, e.g. while a gradient-reversal warm-up keeps g1 tiny on the backbone, also
+    scales the discriminator's own gradient). ``"sum"`` has no weighted-loss form.
+    """
+
+    OUTSIDE: ClassVar[tuple[str, ...]] = ("weighted", "sum")
+
+    def __init__(self, mode: str = "direct", outside: str = "weighted") -> None:
+        super().__init__(mode=mode)
+        if outside not in self.OUTSIDE:
+            raise ValueError(f"harmonizer {self.name!r}: outside must be one of "
+                             f"{self.OUTSIDE}, got {outside!r}")
+        if outside != "weighted" and mode == "weighted_loss":
+            raise ValueError(f"harmonizer {self.name!r}: outside={outside!r} has no "
+                             "weighted-loss form (one weighted loss scales every parameter); "
+                             "use mode='direct'")
+        self.outside = outside
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, mode={self.mode!r}, "
+                f"outside={self.outside!r})")
 
     @abstractmethod
     def coefficients(self, stats: PairStats) -> Coefficients:
@@ -261,10 +287,12 @@ class VectorHarmonizer(Harmonizer):
                     total.backward(inputs=pair.params, retain_graph=retain_graph)
                 return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
             fallback = "weighted_loss_overflow"
+        plain_outside = self.outside == "sum"
         for p in pair.params:
             a, b = pair.of(p)
             if a is not None or b is not None:
-                accumulate_grad(p, linear_combination(a, e1, b, e2, like=p))
+                f1, f2 = (s1, s2) if plain_outside and not pair.in_measure(p) else (e1, e2)
+                accumulate_grad(p, linear_combination(a, f1, b, f2, like=p))
             pair.release(p)
         return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
 

@@ -25,15 +25,16 @@ from ghuda.harmonize.registry import register
 class TradeOffHarmonizer(ConflictHarmonizer):
     """GH++ variants: option `t` in [0, 1] splits the rotation ``beta_max = theta - 90deg``."""
 
-    def __init__(self, t: float = 0.5, mode: str = "direct") -> None:
-        super().__init__(mode=mode)
+    def __init__(self, t: float = 0.5, mode: str = "direct", outside: str = "weighted") -> None:
+        super().__init__(mode=mode, outside=outside)
         if isinstance(t, bool) or not isinstance(t, Real) or not 0.0 <= float(t) <= 1.0:
             raise ValueError(f"harmonizer {self.name!r}: trade-off t must be a number in "
                              f"[0, 1], got {t!r}")
         self.t = float(t)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, t={self.t}, mode={self.mode!r})"
+        return (f"{type(self).__name__}(name={self.name!r}, t={self.t}, mode={self.mode!r}, "
+                f"outside={self.outside!r})")
 
     def rotations(self, stats: PairStats) -> tuple[float, float]:
         """(beta, beta_max - beta) in radians: how far g1 and g2 turn toward each other."""
