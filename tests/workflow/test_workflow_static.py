@@ -110,3 +110,28 @@ def test_conda_env_pins_match_pyproject():
     env = yaml.safe_load((REPO / "workflow" / "envs" / "ghuda.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert sorted(pip) == sorted(pins)
+
+
+@pytest.mark.parametrize("config_name", ["default", "digits_full", "ci"])
+def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, tmp_path):
+    """Each (method, variant) of the CPU configs gets through Trainer.setup (method and
+    harmonizer options are checked against their constructors there, not by the schema), so
+    a bad method parameter fails here, not minutes into `make reproduce`."""
+    from ghuda.config import load
+    from ghuda.engine.trainer import Trainer
+    from ghuda.report.config import load_config
+    from ghuda.report.grid import expand_runs, run_config_for
+
+    config = load_config(REPO / "configs" / f"{config_name}.yaml")
+    seen = set()
+    for run in expand_runs(config):
+        if (run.method, run.variant) in seen:
+            continue
+        seen.add((run.method, run.variant))
+        request = run_config_for(config, run.dataset, run.task, run.method, run.variant,
+                                 run.seed)
+        path = tmp_path / f"{run.method}-{run.variant}.yaml"
+        path.write_text(yaml.safe_dump(request), encoding="utf-8")
+        cfg = load(path, [f"dataset.root={digits_mini_root}"])
+        Trainer(cfg, tmp_path / "out").setup()
+    assert seen
