@@ -9,8 +9,9 @@ Public API::
 Options: ``mode`` ("direct": two backward passes, or "weighted_loss": the released three-pass
 procedure; vector harmonizers only), ``outside`` for vector harmonizers ("weighted", as
 released, or "sum": parameters outside `measure` get the plain sum; `VectorHarmonizer`),
-``t`` for ghpp/ghpp_exact (default 0.5, in [0, 1]), ``seed`` for agr_rand. `ghuda.harmonize.base` documents the backward semantics (measure scope,
-accumulation into ``.grad``) and the fallback of every degenerate case.
+``t`` for ghpp/ghpp_exact (default 0.5, in [0, 1]), ``seed`` for agr_rand.
+`ghuda.harmonize.base` documents the backward semantics (measure scope, accumulation into
+``.grad``) and the fallback of every degenerate case.
 
 Adding a harmonizer: one module with a class decorated by ``@register("name")``, plus its
 name in `MODULES` below. A harmonizer that owns its own step subclasses `Harmonizer`.

@@ -69,7 +69,6 @@ from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,6 +94,8 @@ def lda_criterion(counts: np.ndarray, sums: np.ndarray, within: np.ndarray,
     `counts` (C,) and `sums` (C, D) are per-class counts and feature sums, `within` (D, D)
     the within-class scatter S_w.
     """
+    import scipy.linalg  # here, not at module level: every run imports the method registry
+
     present = counts > 0
     means = sums[present] / counts[present, None]
     centred = means - sums.sum(0) / counts.sum()
