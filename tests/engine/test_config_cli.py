@@ -144,6 +144,8 @@ def test_record_divergence_writes_a_diverged_metrics_and_exits_zero(cli_args, tm
     assert all(p["acc"] is None for p in metrics["protocols"].values())
     assert "diverged at iteration 2" in metrics["protocols"]["last"]["selection"]
     assert metrics["run"]["method"] == "dann"
+    assert metrics["cost"]["steps_done"] == 1  # iteration 2 diverged: one step was made
+    assert metrics["cost"]["step_ms_median"] > 0
     # the folder now holds a finished (diverged) run: running again does not retrain
     assert main([*cli_args(tmp_path, "method.name=dann", "train.lr=1e30"),
                  "--record-divergence"]) == 0

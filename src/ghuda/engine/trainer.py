@@ -412,7 +412,12 @@ class Trainer:
             history.close()
         if diverged is not None:
             if self.record_divergence:
-                self._record_divergence(failure, elapsed(), runtime)
+                self._record_divergence(failure, {
+                    **elapsed(), "steps_done": len(step_times),
+                    "step_ms_median": (1000.0 * statistics.median(step_times)
+                                       if step_times else None),
+                    **memory.report(), "device": runtime.describe(),
+                    "threads": runtime.threads}, runtime)
             raise diverged
         if self.t["save_features"]:
             self._save_features(runtime)
@@ -496,16 +501,16 @@ class Trainer:
         with torch.no_grad(), runtime.autocast():
             self.method.refresh(images(), StepInfo(step=i, total_steps=total))
 
-    def _record_divergence(self, failure: dict[str, Any], timing: dict[str, float],
+    def _record_divergence(self, failure: dict[str, Any], cost: dict[str, Any],
                            runtime: Runtime) -> None:
         """metrics.json of a diverged run (``--record-divergence``): status ``diverged``, the
-        failure, and no accuracy under any protocol (the final iterate is not finite; an
-        earlier evaluation would select a model the run did not end with)."""
+        failure, the cost of the steps it made, and no accuracy under any protocol (the final
+        iterate is not finite; an earlier evaluation would select a model the run did not end
+        with)."""
         selection = f"none: the run diverged at iteration {failure['iteration']}"
         none = {name: {"acc": None, "mean_class_acc": None, "step": None,
                        "selection": selection} for name in SELECTIONS}
-        metrics = self._metrics({**timing, "device": runtime.describe(),
-                                 "threads": runtime.threads}, runtime, none)
+        metrics = self._metrics(cost, runtime, none)
         metrics.update(status="diverged", failure=failure)
         write_json(self.paths.metrics, metrics)
 

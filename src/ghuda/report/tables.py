@@ -284,6 +284,8 @@ def cost_frame(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
                     "step_ms": float(vdata["step_cpu"].median()),
                     "ratio": float(ratio.median()) if len(common) else float("nan"),
                     "peak_mb": float(vdata["peak_mem_mb"].median()), "runs": len(vdata),
+                    "diverged": (int(vdata["status"].eq("diverged").sum())
+                                 if "status" in vdata else 0),
                     "devices": ", ".join(sorted(map(str, vdata["device"].dropna().unique()))),
                     "mem_kinds": ", ".join(sorted(map(str,
                                                       vdata["peak_mem_kind"].dropna().unique()))),
@@ -319,6 +321,10 @@ def cost_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
         "and seed.",
         f"Measured on: {', '.join(devices) or 'unknown'}; peak memory kind: "
         f"{', '.join(kinds) or 'unknown'}."]
+    if frame.get("diverged", pd.Series(dtype=int)).any():
+        table.notes.append("Diverged runs count here with the median wall time of the steps "
+                           "they made (no process-time split between training and "
+                           "evaluation is recorded for them).")
     return table
 
 
