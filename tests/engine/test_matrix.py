@@ -35,7 +35,9 @@ def test_trains_and_writes_complete_outputs(method, harmonizer, make_cfg, tmp_pa
 
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == metrics
-    assert set(on_disk) == {"schema", "run", "protocols", "conflict", "cost", "provenance"}
+    assert set(on_disk) == {"schema", "run", "status", "protocols", "conflict", "cost",
+                            "provenance"}
+    assert on_disk["status"] == "completed"
     assert on_disk["run"]["method"] == method
     assert on_disk["run"]["harmonizer"] == harmonizer
     assert set(on_disk["protocols"]) == PROTOCOLS
