@@ -125,7 +125,7 @@ def summary_cell(values: pd.Series, rep: str | None) -> str:
 
 
 def _diverged_note(table: Table, frame: pd.DataFrame, column: str) -> None:
-    if frame[column].isna().any():
+    if frame[column].isna().any() and DIVERGED_NOTE not in table.notes:
         table.notes.append(DIVERGED_NOTE)
 
 
