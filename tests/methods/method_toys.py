@@ -23,7 +23,7 @@ IN_DIM, FEATURE_DIM, NUM_CLASSES = 8, 16, 3
 SMALL: dict[str, dict[str, Any]] = {
     "cdan": {"bottleneck_dim": 8, "random_dim": 32, "disc_hidden": 16},
     "gvb": {"disc_hidden": 16},
-    "mcd": {"head_hidden": 16, "num_k": 2},
+    "mcd": {"head_hidden": 16, "num_k": 2, "trade_off": 0.3},
     "dwl": {"hidden": 16, "num_k1": 2, "num_k3": 2, "window": 4},
     "ssrt": {"bottleneck_dim": 64, "safe_period": 16},
 }

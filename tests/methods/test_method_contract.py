@@ -8,6 +8,7 @@ from method_toys import MINE, build, toy_batch
 
 from ghuda import methods
 from ghuda.methods.base import Stage, StepInfo
+from ghuda.methods.release import released_params
 
 # Stage sequence per iteration: (name, stepped groups, loss names, pairs as
 # (L1, L2, measure)), for the SMALL settings (MCD num_k 2; DWL num_k1 2, num_k3 2).
@@ -130,7 +131,7 @@ def test_dwl_inner_steps():
 
 @pytest.mark.parametrize("name", MINE)
 def test_released_hyper_parameters_build(name):
-    released = methods.get(name).RELEASED
+    released = released_params(methods.get(name))
     method = build(name, **{**released, **SMALL_SHAPES.get(name, {})})
     method.train()
     assert list(method.stages(toy_batch(), StepInfo(0, 10)))

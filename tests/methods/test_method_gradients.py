@@ -30,9 +30,13 @@ def test_cdan_gradient_flow():
 
 
 def test_cdan_transfer_reaches_the_features_only_through_the_reversal_layer():
-    method = build("cdan")
-    stage = first_stage(method, "main", step=0)  # reversal coefficient 0 at step 0
+    # counter "zero": reversal coefficient 0 at step 0 (released: the coefficient of step 1)
+    method = build("cdan", grl_counter="zero")
+    stage = first_stage(method, "main", step=0)
     assert reached(method, stage.losses["transfer"]) == {"discriminator"}
+    released = build("cdan")
+    stage = first_stage(released, "main", step=0)
+    assert "backbone" in reached(released, stage.losses["transfer"])
 
 
 def test_gvb_gradient_flow():
@@ -46,7 +50,7 @@ def test_gvb_gradient_flow():
     assert reached(method, losses["gvbd"]) == {
         "backbone", "classifier", "bridge", "discriminator"}
     # the discriminator bridge reaches the generator only through the reversal layer
-    zero = build("gvb")
+    zero = build("gvb", grl_counter="zero")
     assert reached(zero, first_stage(zero, "main", step=0).losses["gvbd"]) == {"discriminator"}
 
 

@@ -228,7 +228,7 @@ def test_dwl_window_defaults_to_a_tenth_of_the_run():
 def test_ssrt_schedules_default_to_a_tenth_of_the_run():
     from ghuda.methods.base import StepInfo
 
-    method = build("ssrt", safe_period=None)
+    method = build("ssrt", safe_period=None, grl_max_iter=None)
     assert method.check_interval(1000) == 100
     assert method.check_interval(80) == 16  # at least 2**safe_levels
     assert method.grl_coeff(StepInfo(0, 1000)) == 0.0

@@ -16,6 +16,7 @@ the official "test" where the dataset has one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,22 +134,36 @@ class UDASplits:
 
 def uda_splits(dataset: str, source: str, target: str, *, root: Root = None,
                train_transform: Transform | None = None,
-               eval_transform: Transform | None = None) -> UDASplits:
-    """Source train/val, unlabeled target train and target evaluation sets of a task."""
+               eval_transform: Transform | None = None,
+               train_crop: Callable[[str], str] | None = None,
+               source_holdout: bool = True) -> UDASplits:
+    """Source train/val, unlabeled target train and target evaluation sets of a task.
+
+    Image datasets without an explicit `train_transform` train with `imagenet_train` whose crop
+    kind is ``train_crop(domain)`` (default RandomResizedCrop). ``source_holdout=False`` trains
+    on the whole source domain, as the released code does (REFERENCE 1.5b); the validation
+    split is then part of the training data and `source_val` no longer measures held-out data.
+    """
     s = registry.spec(dataset)
     if source == target:
         raise ValueError(f"source and target are the same domain {source!r}")
     target_train_split = "trainval" if s.official_test else "all"
     target_eval_split = "test" if s.official_test else "all"
-    if train_transform is None and not s.digit_like:
+
+    def train_tf(domain: str) -> Transform | None:
+        if train_transform is not None or s.digit_like:
+            return train_transform
         from ghuda.data.transforms import imagenet_train
 
-        train_transform = imagenet_train()
+        return imagenet_train(kind=train_crop(domain) if train_crop else "random_resized_crop")
+
+    source_train_split = "train" if source_holdout else target_train_split
     return UDASplits(
-        source_train=load(s.name, source, "train", root=root, transform=train_transform),
+        source_train=load(s.name, source, source_train_split, root=root,
+                          transform=train_tf(source)),
         source_val=load(s.name, source, "val", root=root, transform=eval_transform),
         target_train=load(s.name, target, target_train_split, root=root,
-                          transform=train_transform),
+                          transform=train_tf(target)),
         target_eval=load(s.name, target, target_eval_split, root=root, transform=eval_transform),
         num_classes=num_classes(s.name),
         class_names=class_names(s.name),

@@ -1,8 +1,11 @@
 """Default image transforms (PIL image in, float CxHxW tensor out).
 
-Office-31 / Office-Home / VisDA-2017 / DomainNet follow the released CDAN-family code
-(REFERENCE 1.5): train = Resize((256, 256)), RandomResizedCrop(224), RandomHorizontalFlip,
-ImageNet normalisation; eval = Resize((256, 256)), CenterCrop(224), same normalisation.
+Office-31 / Office-Home / VisDA-2017 / DomainNet follow the released code (REFERENCE 1.5b):
+train = Resize((256, 256)), then a 224 crop of kind `crop` — ``random_resized_crop``
+(RandomResizedCrop: CDAN+E on webcam/dslr, MCD, SSRT) or ``random_crop`` (RandomCrop: GVB-GD,
+CDAN+E on the other domains); the method chooses (`Method.train_crop`) — then
+RandomHorizontalFlip and ImageNet normalisation; eval = Resize((256, 256)), CenterCrop(224),
+same normalisation.
 Digits (digits-mini, MNIST, USPS, SVHN): 32x32 RGB scaled to [-1, 1], no augmentation.
 """
 
@@ -34,10 +37,18 @@ def digits() -> Transform:
                       T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
 
 
-def imagenet_train(resize: int = 256, crop: int = 224) -> Transform:
+CROPS = ("random_resized_crop", "random_crop")
+
+
+def imagenet_train(resize: int = 256, crop: int = 224,
+                   kind: str = "random_resized_crop") -> Transform:
+    """Training transform with a crop of `kind` (one of `CROPS`)."""
     from torchvision import transforms as T
 
-    return T.Compose([T.Resize((resize, resize)), T.RandomResizedCrop(crop),
+    crops = {"random_resized_crop": T.RandomResizedCrop, "random_crop": T.RandomCrop}
+    if kind not in crops:
+        raise ValueError(f"unknown training crop {kind!r}; allowed: {', '.join(CROPS)}")
+    return T.Compose([T.Resize((resize, resize)), crops[kind](crop),
                       T.RandomHorizontalFlip(), T.ToTensor(),
                       T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 

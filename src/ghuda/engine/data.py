@@ -12,7 +12,7 @@ item (optionally by DataLoader workers), each item's random augmentation seeded 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,16 +23,19 @@ from torch.utils.data import DataLoader, Dataset
 SOURCE_STREAM, TARGET_STREAM = 0, 1
 
 
-def load_splits(dataset: dict[str, Any]) -> Any:
+def load_splits(dataset: dict[str, Any], train_crop: Callable[[str], str] | None = None) -> Any:
     """`ghuda.data.uda_splits` for the config's ``dataset`` section (a `UDASplits`).
 
     Default transforms: digits are in-memory tensors without augmentation; image datasets get
-    the released ImageNet-style train / eval preprocessing (`ghuda.data.transforms`).
+    the released ImageNet-style train / eval preprocessing (`ghuda.data.transforms`) with the
+    method's crop per domain (`train_crop`). ``dataset.source_holdout`` keeps the source
+    validation split out of training.
     """
     from ghuda import data
 
     return data.uda_splits(dataset["name"], dataset["source"], dataset["target"],
-                           root=dataset["root"])
+                           root=dataset["root"], train_crop=train_crop,
+                           source_holdout=dataset["source_holdout"])
 
 
 def as_tensors(dataset: Dataset) -> tuple[Tensor, Tensor] | None:

@@ -6,9 +6,10 @@ can step any subset of groups (MCD's steps A/B/C). Its learning rate at iteratio
 schedule, REFERENCE 1.5) or ``s(i) = 1`` ("constant"). The schedule is a pure function of the
 iteration, so resuming needs only the iteration number.
 
-Weight decay note: the released CDAN/GVB code multiplies the weight decay by a per-group
-``decay_mult = 2`` (effective 1e-3 for the nominal 5e-4); here ``train.weight_decay`` is the
-effective value applied to every parameter.
+Momentum, Nesterov and weight decay come from ``train``; a method changes them per group
+through `Method.optimizer_overrides` (``momentum``, ``nesterov``, ``decay_mult``): the released
+CDAN/GVB code multiplies the weight decay by ``decay_mult = 2`` (effective 1e-3 for the nominal
+5e-4), MCD's generator has no momentum, MCD / DWL use no Nesterov (REFERENCE 1.5b).
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ class GroupOptimizers:
     """Named SGD optimizers, one per parameter group."""
 
     def __init__(self, groups: dict[str, list[nn.Parameter]], multipliers: dict[str, float],
-                 train: dict[str, Any]) -> None:
+                 train: dict[str, Any],
+                 overrides: dict[str, dict[str, Any]] | None = None) -> None:
         check_groups(groups)
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - set(groups))
+        if unknown:
+            raise ValueError(f"optimizer_overrides() names unknown groups {unknown}")
         missing = sorted(set(groups) - set(multipliers))
         if missing:
             raise ValueError(f"lr_multipliers() lacks groups {missing}")
@@ -46,9 +52,7 @@ class GroupOptimizers:
         self.multipliers = {g: float(multipliers[g]) for g in groups}
         self.params = {g: [p for p in ps if p.requires_grad] for g, ps in groups.items()}
         self.optimizers = {
-            g: SGD(ps, lr=self.lr0 * self.multipliers[g], momentum=train["momentum"],
-                   nesterov=train["nesterov"] and train["momentum"] > 0,
-                   weight_decay=train["weight_decay"])
+            g: _sgd(ps, self.lr0 * self.multipliers[g], train, overrides.get(g, {}))
             for g, ps in self.params.items() if ps}
 
     def set_step(self, step: int) -> float:
@@ -83,6 +87,15 @@ class GroupOptimizers:
                              f"method's groups {sorted(self.optimizers)}")
         for g, opt in self.optimizers.items():
             opt.load_state_dict(state[g])
+
+
+def _sgd(params: list[nn.Parameter], lr: float, train: dict[str, Any],
+         override: dict[str, Any]) -> SGD:
+    """One group's SGD: the ``train`` settings changed by the method's `override`."""
+    momentum = float(override.get("momentum", train["momentum"]))
+    nesterov = bool(override.get("nesterov", train["nesterov"])) and momentum > 0
+    decay = train["weight_decay"] * float(override.get("decay_mult", 1.0))
+    return SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=decay)
 
 
 def check_groups(groups: dict[str, list[nn.Parameter]]) -> None:

@@ -151,7 +151,9 @@ class Trainer:
         from ghuda import harmonize, methods, models
 
         cfg = self.cfg
-        self.splits = load_splits(cfg["dataset"])
+        method_cls = methods.get(cfg["method"]["name"])
+        self.splits = load_splits(
+            cfg["dataset"], lambda domain: method_cls.train_crop(cfg["method"]["params"], domain))
         mcfg = cfg["model"]
         backbone = models.build_backbone(mcfg["backbone"], pretrained=mcfg["pretrained"],
                                          **mcfg["options"])
@@ -169,7 +171,7 @@ class Trainer:
             raise ValueError(f"train.lr_multipliers: unknown group {unknown[0]!r}; method "
                              f"{method.name!r} has groups {list(groups)}")
         multipliers.update(self.t["lr_multipliers"])
-        self.optim = GroupOptimizers(groups, multipliers, self.t)
+        self.optim = GroupOptimizers(groups, multipliers, self.t, method.optimizer_overrides())
         hz = cfg["harmonizer"]
         self.harmonizer = harmonize.make(hz["name"], mode=hz["mode"], **hz["options"])
         self.scaler = LossScaler(runtime.loss_scaling)

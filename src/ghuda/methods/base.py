@@ -18,9 +18,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
+
+from ghuda.methods.release import Release
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,13 @@ class Method(nn.Module, ABC):
     """Base class of UDA methods; subclasses register with `ghuda.methods.register`.
 
     Subclasses set `name` (by registration), may set `requires_backbone` (e.g. "vit"), and
-    implement `param_groups`, `stages` and `predict`.
+    implement `param_groups`, `stages` and `predict`. Constructor keyword defaults are the
+    released hyper-parameters; `RELEASE` records the rest of the release (`release.Release`).
     """
 
     name: ClassVar[str] = ""
     requires_backbone: ClassVar[str | None] = None
+    RELEASE: ClassVar[Release] = Release()
     # > 0: the engine calls `refresh` before iterations 0, k, 2k, ... (k = refresh_every)
     refresh_every: int = 0
 
@@ -109,6 +113,17 @@ class Method(nn.Module, ABC):
     def lr_multipliers(self) -> dict[str, float]:
         """Learning-rate multiplier per group: 1 for the backbone, 10 for new layers (1.5)."""
         return {g: (1.0 if g == "backbone" else 10.0) for g in self.param_groups()}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        """Per-group changes of the ``train`` optimizer settings: ``momentum``, ``nesterov``
+        and ``decay_mult`` (weight decay = ``train.weight_decay * decay_mult``). Default none."""
+        return {}
+
+    @classmethod
+    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
+        """Training crop kind for images of `domain` (`ghuda.data.transforms.CROPS`) under
+        the hyper-parameters `params`; default RandomResizedCrop."""
+        return "random_resized_crop"
 
     @abstractmethod
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:

@@ -29,21 +29,18 @@ Parameter groups and lr multipliers (released ``get_parameters``): ``backbone`` 
 
 GRL coefficient ``2/(1+exp(-10 i/grl_max_iter)) - 1`` (`heads.grl_coefficient`), for the
 discriminator input and the entropy weights alike. Released ``grl_max_iter`` is 10000 for runs
-of 8004 (VisDA 15002) iterations, so the coefficient ends near 1; the default ``None`` uses the
-run length (as `dann` does), which ends at 0.9999 on any run length — digits-mini runs a few
-hundred steps, where 10000 would keep the coefficient below 0.3. The released discriminator
-counts its own forward calls from 1, one ahead of the iteration index used here (a difference
-below 1e-3 in the coefficient).
+of 8004 (VisDA 15002) iterations, so the coefficient ends near 1; ``None`` uses the run length
+(as digits-mini does: a few hundred steps, where 10000 would keep the coefficient below 0.3).
 
-Hyper-parameters (digits-mini default / released `RELEASED`): trade_off 1 / 1; bottleneck_dim
-256 / 256 (0: no bottleneck); randomized True / True; random_dim 1024 / 1024; disc_hidden
-256 / 1024; grl_max_iter None (run length) / 10000. digits-mini narrows the discriminator for
-cost: at 1024 its two hidden layers cost about as much as the digit CNN (measured about 2.5x the
-time per iteration of source_only against 1.9x at 256).
+Hyper-parameters: the constructor defaults are the released values; the digits-mini configs
+narrow the discriminator (256, for cost: at 1024 its two hidden layers cost about as much as
+the digit CNN), drop the bottleneck and let the GRL schedule span the run
+(`RELEASE.digits_mini`).
 
-Simplifications: the domain BCE uses the logits form (numerically stable) instead of
-``BCELoss(sigmoid(.))``, equal up to the latter's clamping of log at -100. New layers use the
-project's shared heads and initialisation (`common.ClassifierHead`, `ghuda.models.heads`).
+Released behaviour (the defaults; switches in `RELEASE.items`, REFERENCE 1.5b): the domain
+BCE is ``sigmoid + nn.BCELoss`` (``domain_loss: released``; ``logits`` is the alternative);
+Kaiming-initialised new layers; weight decay x2; the discriminator's reversal counter starts at
+1 (the entropy hook's at 0); RandomResizedCrop on webcam/dslr, RandomCrop otherwise.
 """
 
 from __future__ import annotations
@@ -56,19 +53,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     ClassifierHead,
     RandomizedMultilinearMap,
     check_positive,
+    check_switches,
     cross_entropy,
     entropy,
     entropy_weighted_domain_loss,
     grl_coeff,
+    init_kind,
     multilinear_map,
     params_of,
     reevaluator,
+    script_crop,
+    script_optimizer,
 )
+from ghuda.methods.dann import DIGITS_MINI_GRL
 from ghuda.methods.registry import register
 from ghuda.models.heads import discriminator, reverse_gradient
 
@@ -77,32 +80,51 @@ from ghuda.models.heads import discriminator, reverse_gradient
 class CDAN(Method):
     """CDAN+E; see the module docstring for losses, pair, groups and defaults."""
 
-    RELEASED: ClassVar[dict[str, Any]] = {
-        "trade_off": 1.0, "bottleneck_dim": 256, "randomized": True, "random_dim": 1024,
-        "disc_hidden": 1024, "grl_max_iter": 10000.0}
+    RELEASE: ClassVar[release.Release] = release.Release(
+        train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
+        tasks=release.CDAN_SCRIPT_TASKS, not_released=("digits", "domainnet"),
+        digits_mini={
+            "bottleneck_dim": release.Cheaper(0, "chosen on source validation (digit CNN)"),
+            "disc_hidden": release.Cheaper(256, "cost: at 1024 the discriminator's two hidden "
+                                                "layers cost about as much as the digit CNN"),
+            "grl_max_iter": DIGITS_MINI_GRL},
+        items=release.script_items("cdan", domain_loss="bce", grl=True))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 1.0, bottleneck_dim: int = 256, randomized: bool = True,
-                 random_dim: int = 1024, disc_hidden: int = 256,
-                 grl_max_iter: float | None = None) -> None:
+                 random_dim: int = 1024, disc_hidden: int = 1024,
+                 grl_max_iter: float | None = 10000.0, domain_loss: str = "released",
+                 init: str = "released", optimizer: str = "released",
+                 augment: str = "released", grl_counter: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
         check_positive("cdan", random_dim=random_dim, disc_hidden=disc_hidden)
+        check_switches("cdan", domain_loss=domain_loss, init=init, optimizer=optimizer,
+                       augment=augment, grl_counter=grl_counter)
+        self.bce_form = "bce" if domain_loss == release.RELEASED else domain_loss
+        self.optimizer, self.grl_counter = optimizer, grl_counter
         if grl_max_iter is not None:
             check_positive("cdan", grl_max_iter=grl_max_iter)
         if trade_off < 0:
             raise ValueError(f"method 'cdan': trade_off must be >= 0, got {trade_off}")
         self.trade_off = float(trade_off)
         self.grl_max_iter = grl_max_iter
-        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim)
+        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim, init_kind(init))
         dim = self.head.out_dim
         self.random_map = (RandomizedMultilinearMap(dim, num_classes, random_dim)
                            if randomized else None)
         self.discriminator = discriminator(random_dim if randomized else dim * num_classes,
-                                           disc_hidden)
+                                           disc_hidden, init=init_kind(init))
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"backbone": params_of(self.backbone), **self.head.groups(),
                 "discriminator": params_of(self.discriminator)}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        return script_optimizer(list(self.param_groups()), self.optimizer)
+
+    @classmethod
+    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
+        return script_crop(params.get("augment", "released"), domain, per_domain=True)
 
     def features(self, x: Tensor) -> Tensor:
         """The bottleneck features the discriminator conditions on."""
@@ -117,20 +139,22 @@ class CDAN(Method):
             return self.random_map(features, probs)
         return multilinear_map(features, probs)
 
-    def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
-        """``transfer`` and ``cls`` of one iteration with GRL coefficient `coeff`."""
+    def losses(self, batch: Batch, coeff: float, entropy_coeff: float) -> dict[str, Tensor]:
+        """``transfer`` and ``cls`` of one iteration with GRL coefficients `coeff` (the
+        discriminator input) and `entropy_coeff` (the entropy weights)."""
         n_src = batch.x_src.shape[0]
         src, tgt = self.head(self.backbone(batch.x_src)), self.head(self.backbone(batch.x_tgt))
         features = torch.cat((src[0], tgt[0]))
         probs = F.softmax(torch.cat((src[1], tgt[1])).float(), dim=1)
         domain = self.discriminator(reverse_gradient(self.joint(features, probs.detach()), coeff))
         transfer = entropy_weighted_domain_loss(domain, n_src, entropy(probs), offset=1.0,
-                                                coeff=coeff)
+                                                coeff=entropy_coeff, form=self.bce_form)
         return {"transfer": transfer, "cls": cross_entropy(src[1], batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
         groups = tuple(self.param_groups())
         measure = tuple(g for g in groups if g != "discriminator")
-        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter))
+        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter),
+                     grl_coeff(info, self.grl_max_iter))
         pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
         yield Stage("main", fn(), step=groups, pairs=(pair,), reevaluate=reevaluator(self, fn))

@@ -1,9 +1,10 @@
 """Building blocks shared by the UDA methods (heads, losses, schedules, entropies, maps).
 
-Facts from REFERENCE 1.4-1.5: the released CDAN/GVB network is backbone -> bottleneck
+Facts from REFERENCE 1.4-1.5b: the released CDAN/GVB network is backbone -> bottleneck
 (Linear, 256-d) -> classifier (Linear); the domain loss is binary cross-entropy with source
-labelled 1 and target 0, averaged over the joint batch; the gradient reversal coefficient
-follows ``grl_coefficient`` (``ghuda.models.heads``).
+labelled 1 and target 0, averaged over the joint batch, in one of the released forms
+(`domain_bce`); the gradient reversal coefficient follows ``grl_coefficient``
+(``ghuda.models.heads``), the released discriminator counting its calls from 1 (`grl_coeff`).
 
 Further helpers (entropies, classifier discrepancy, the entropy-conditioned domain loss of
 CDAN+E / GVB, CDAN's randomized multilinear map, `reevaluator` for `Stage.reevaluate`) follow
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, StepInfo
 from ghuda.models.heads import grl_coefficient, init_linear, reverse_gradient
 
@@ -29,14 +32,15 @@ class ClassifierHead(nn.Module):
     ``bottleneck_dim = 0`` classifies the backbone features directly.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, bottleneck_dim: int = 256) -> None:
+    def __init__(self, in_dim: int, num_classes: int, bottleneck_dim: int = 256,
+                 init: str = "kaiming") -> None:
         super().__init__()
         if bottleneck_dim < 0:
             raise ValueError(f"bottleneck_dim must be >= 0, got {bottleneck_dim}")
         self.bottleneck = nn.Linear(in_dim, bottleneck_dim) if bottleneck_dim else None
         self.out_dim = bottleneck_dim or in_dim
         self.fc = nn.Linear(self.out_dim, num_classes)
-        init_linear(self)
+        init_linear(self, init)
 
     def embed(self, features: Tensor) -> Tensor:
         """Bottleneck features (the input of the classifier and of the discriminators)."""
@@ -60,22 +64,57 @@ def joint_forward(backbone: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
     return features[:n], features[n:]
 
 
-def grl_coeff(info: StepInfo, max_iter: float | None) -> float:
-    """Released reversal coefficient at this step; `max_iter` None uses the run length."""
-    return grl_coefficient(info.step, max_iter=float(max_iter or info.total_steps))
+def separate_forward(backbone: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Source and target features from two forward passes (per-domain batch-norm statistics),
+    as the released CDAN-family script does (cdan/train_image.py ~202-203)."""
+    return backbone(batch.x_src), backbone(batch.x_tgt)
+
+
+def grl_coeff(info: StepInfo, max_iter: float | None, counter: str = "zero") -> float:
+    """Released reversal coefficient at this step; `max_iter` None uses the run length.
+
+    ``counter="released"``: the coefficient of step + 1, as the released discriminator, which
+    increments its call counter before using it (cdan/network.py ~404-407); ``"zero"``: of
+    step (the released entropy hook, cdan/train_image.py ~219).
+    """
+    step = info.step + (1 if counter == "released" else 0)
+    return grl_coefficient(step, max_iter=float(max_iter or info.total_steps))
+
+
+# Per-sample binary cross-entropy forms of the domain loss (REFERENCE 1.5b).
+DOMAIN_BCE_FORMS = ("bce", "bce_eps", "logits")
+
+
+def domain_bce(logits: Tensor, labels: Tensor, form: str) -> Tensor:
+    """Per-sample domain BCE of one logit per row, in float32.
+
+    ``bce``: ``nn.BCELoss()(sigmoid(x))`` as released for CDAN+E, DANN and SSRT — PyTorch
+    clamps its log at -100, so a saturated sigmoid gives a finite loss and a zero gradient;
+    ``bce_eps``: ``-[y log(p + 1e-8) + (1 - y) log(1 - p + 1e-8)]``, GVB's released ``Myloss``;
+    ``logits``: BCE with logits, whose gradient never saturates (not released).
+    """
+    logits, labels = logits.float().reshape(-1), labels.float().reshape(-1)
+    if form == "logits":
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    with torch.autocast(logits.device.type, enabled=False):
+        p = torch.sigmoid(logits)
+        if form == "bce":
+            return F.binary_cross_entropy(p, labels, reduction="none")
+        if form == "bce_eps":
+            return -(labels * torch.log(p + 1e-8) + (1 - labels) * torch.log(1 - p + 1e-8))
+    raise ValueError(f"unknown domain BCE form {form!r}; allowed: {', '.join(DOMAIN_BCE_FORMS)}")
 
 
 def domain_adversarial_loss(discriminator: nn.Module, z_src: Tensor, z_tgt: Tensor,
-                            coeff: float) -> Tensor:
+                            coeff: float, form: str = "bce") -> Tensor:
     """BCE of a discriminator behind a gradient reversal layer (source = 1, target = 0).
 
-    The mean is over the joint batch, as in the released ``nn.BCELoss()``; logits are used for
-    numerical stability (identical value).
+    The mean is over the joint batch, as in the released ``nn.BCELoss()``; `form` as in
+    `domain_bce`.
     """
     logits = discriminator(reverse_gradient(torch.cat((z_src, z_tgt), dim=0), coeff))
-    labels = torch.cat((torch.ones(z_src.shape[0], 1, device=logits.device),
-                        torch.zeros(z_tgt.shape[0], 1, device=logits.device)))
-    return F.binary_cross_entropy_with_logits(logits.float(), labels)
+    labels = domain_labels(z_src.shape[0], z_tgt.shape[0], logits.float())
+    return domain_bce(logits, labels, form).mean()
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -118,22 +157,22 @@ def domain_labels(n_src: int, n_tgt: int, like: Tensor) -> Tensor:
 
 
 def entropy_weighted_domain_loss(domain_logits: Tensor, n_src: int, ent: Tensor, *,
-                                 offset: float, coeff: float) -> Tensor:
+                                 offset: float, coeff: float, form: str = "bce") -> Tensor:
     """Entropy-conditioned domain BCE of CDAN+E (offset 1) and GVB (offset 0).
 
     Each sample weighs ``offset + exp(-H)``; the gradient reaching the entropy H passes a
     gradient reversal with coefficient `coeff` (released ``entropy.register_hook``). Weights
     are normalised to sum to one within each domain (normalisers detached), so the loss is
     the mean of the two domains' weighted BCEs: ``sum_i w_i bce_i / sum_i w_i``.
-    `domain_logits` holds one logit per row, source rows first (label 1), target rows 0.
+    `domain_logits` holds one logit per row, source rows first (label 1), target rows 0;
+    `form` as in `domain_bce`.
     """
     w = offset + torch.exp(-reverse_gradient(ent, coeff))
     w_src, w_tgt = w[:n_src], w[n_src:]
     w = torch.cat((w_src / w_src.sum().detach(), w_tgt / w_tgt.sum().detach()))
-    logits = domain_logits.reshape(-1)
+    logits = domain_logits.reshape(-1).float()
     labels = domain_labels(n_src, logits.shape[0] - n_src, logits)
-    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    return (w * bce).sum() / w.sum().detach()
+    return (w * domain_bce(logits, labels, form)).sum() / w.sum().detach()
 
 
 class RandomizedMultilinearMap(nn.Module):
@@ -201,3 +240,40 @@ def check_in_unit(method: str, **values: float) -> None:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"method {method!r}: {key} must be in [0, 1], got {value}")
 
+
+
+# ------------------------------------------------------------ the released CDAN-family script
+# source_only, dann, cdan and gvb share the released script's switches (REFERENCE 1.5b;
+# `ghuda.methods.release` lists their values).
+SMALL_DOMAINS = ("webcam", "dslr")
+
+
+def check_switches(method: str, **values: str) -> None:
+    """Validate switch values (``domain_loss``, ``init``, ...) against `release`'s choices."""
+    allowed = {"domain_loss": release.DOMAIN_LOSSES, "optimizer": release.OPTIMIZERS,
+               "init": release.INITS, "grl_counter": release.GRL_COUNTERS,
+               "forward": release.FORWARDS, "augment": release.AUGMENTS}
+    for key, value in values.items():
+        release.check_choice(method, key, value, allowed[key])
+
+
+def init_kind(init: str) -> str:
+    """`ghuda.models.heads.init_linear` kind of the ``init`` switch (released: Kaiming)."""
+    return "kaiming" if init == release.RELEASED else init
+
+
+def script_optimizer(groups: list[str], optimizer: str) -> dict[str, dict[str, Any]]:
+    """Released weight decay: ``decay_mult`` 2 on every group (cdan/lr_schedule.py ~6,
+    cdan/network.py get_parameters), i.e. 1e-3 effective for the nominal 5e-4."""
+    return {g: {"decay_mult": 2.0} for g in groups} if optimizer == release.RELEASED else {}
+
+
+def script_crop(augment: str, domain: str, *, per_domain: bool) -> str:
+    """Released training crop: with `per_domain` (CDAN script, cdan/train_image.py ~90-98)
+    RandomResizedCrop for webcam/dslr and RandomCrop otherwise; else RandomCrop (GVB,
+    gvb/train_image.py ~67-68)."""
+    if augment != release.RELEASED:
+        return augment
+    if per_domain and domain in SMALL_DOMAINS:
+        return "random_resized_crop"
+    return "random_crop"

@@ -27,7 +27,7 @@ Harmonized pair (REFERENCE 1.4), inside ``balance``: L1 = ``adversarial``, L2 =
 (`Pair.scales`, the released ``gh1*T*loss_4 + gh2*(1-T)*loss_5``).
 
 Dynamic weight ``T = A/(A + 1 - J)`` (`DynamicWeight`) is constant within a window of
-`window` iterations (released: an epoch of 100 iterations, 200 epochs; default None: a tenth of
+`window` iterations (released: an epoch of 100 iterations, 200 epochs; None: a tenth of
 the run, so that short digits-mini runs update T ten times) and recomputed at its end from G's
 features of that window, taken after each iteration's updates: A = the linear MMD
 ``|mean f_s - mean f_t|^2`` and J = ``min(J_s, J_t)``, J_d the LDA criterion (sum of the top
@@ -39,17 +39,19 @@ window). T starts at 0.5. Target labels are never used.
 Parameter groups and lr multipliers: ``backbone``, ``classifier``, ``heads`` (C1, C2),
 ``discriminator``, all x1 (released: one SGD lr 1e-3 for every network, constant).
 
-Hyper-parameters (digits-mini default / released `RELEASED`): num_k1 2 / 8; num_k3 2 / 8;
-window None (a tenth of the run) / 100; hidden 256 / 1024. digits-mini runs fewer inner steps
-(same 1:1 ratio of source to balance steps) and narrower predictors for cost: the released
-iteration makes 19 optimiser steps, the digits-mini one 7 (measured cost per iteration: about
-6x a source_only iteration at 1/1, 9x at 2/2, 17x at the released 8/8). The inner
-steps matter on digits-mini: measured on synth -> optdigits (seed 0, 300 iterations, lr 0.01,
-sum) num_k1/num_k3 = 1/1, 2/2, 4/1, 8/8 give source-validation 48.7, 67.0, 75.0, 78.3 and target
-11.9, 30.8, 31.3, 63.8: with one source step per pseudo-label step the self-training on C's own
-target predictions collapses. 2/2 is the cheapest setting that keeps the released 1:1 ratio of
-source to balance steps without that collapse (chosen on source validation); give the released
-8/8 the budget when it can be afforded.
+Hyper-parameters: the constructor defaults are the released values (num_k1 8, num_k3 8,
+window 100, hidden 1024); digits-mini runs 2/2 inner steps, narrower predictors and a window
+of a tenth of the run (`RELEASE.digits_mini`). The released iteration makes 19 optimiser
+steps, the digits-mini one 7 (measured cost per iteration: about 6x a source_only iteration at
+1/1, 9x at 2/2, 17x at the released 8/8). The inner steps matter on digits-mini: measured on
+synth -> optdigits (seed 0, 300 iterations, lr 0.01, sum) num_k1/num_k3 = 1/1, 2/2, 4/1, 8/8
+give source-validation 48.7, 67.0, 75.0, 78.3 and target 11.9, 30.8, 31.3, 63.8: with one
+source step per pseudo-label step the self-training on C's own target predictions collapses.
+2/2 is the cheapest setting that keeps the released 1:1 ratio of source to balance steps
+without that collapse (chosen on source validation).
+
+Released optimizers (``optimizer: released``, dwl/solver.py ~101-117): SGD momentum 0.9
+without Nesterov for every network; ``optimizer: config`` applies the ``train`` settings.
 
 Simplifications: LDA scatter matrices are accumulated in float64 with the pairwise (Chan)
 update instead of stacking the window's features, and the eigenvalues come from the
@@ -73,9 +75,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     check_positive,
+    check_switches,
     classifier_discrepancy,
     cross_entropy,
     params_of,
@@ -213,13 +217,30 @@ def dwl_discriminator(in_dim: int, hidden: int) -> nn.Sequential:
 class DWL(Method):
     """DWL; see the module docstring for the stages, pair, T, groups and defaults."""
 
-    RELEASED: ClassVar[dict[str, Any]] = {"num_k1": 8, "num_k3": 8, "window": 100,
-                                          "hidden": 1024}
+    RELEASE: ClassVar[release.Release] = release.Release(
+        # dwl/main.py, dwl/solver.py: 200 epochs x 100 iterations, batch 32, constant lr 1e-3
+        train={"steps": 20000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",
+               "weight_decay": 5e-4},
+        not_released=("digits", "domainnet"),
+        digits_mini={
+            "num_k1": release.Cheaper(2, "cost; chosen on source validation (docstring)"),
+            "num_k3": release.Cheaper(2, "cost; keeps the released 1:1 ratio"),
+            "window": release.Cheaper(None, "a tenth of the run, so T updates ten times"),
+            "hidden": release.Cheaper(256, "cost")},
+        items=(release.Item(
+            item="optimizers", released="SGD momentum 0.9 without Nesterov, weight decay 5e-4, "
+                                        "every network",
+            source="dwl/solver.py:101-117", switch="method.params.optimizer",
+            released_value=release.RELEASED,
+            alternative="config: train.momentum / train.nesterov on every group",
+            why="ghuda applied Nesterov momentum to every group before the audit"),))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
-                 num_k1: int = 2, num_k3: int = 2, window: int | None = None,
-                 hidden: int = 256) -> None:
+                 num_k1: int = 8, num_k3: int = 8, window: int | None = 100,
+                 hidden: int = 1024, optimizer: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
+        check_switches("dwl", optimizer=optimizer)
+        self.optimizer = optimizer
         check_positive("dwl", num_k1=num_k1, num_k3=num_k3, hidden=hidden)
         if window is not None:
             check_positive("dwl", window=window)
@@ -237,6 +258,12 @@ class DWL(Method):
         return {"backbone": params_of(self.backbone), "classifier": params_of(self.classifier),
                 "heads": params_of(self.head1, self.head2),
                 "discriminator": params_of(self.discriminator)}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        """Released: momentum without Nesterov on every group."""
+        if self.optimizer != release.RELEASED:
+            return {}
+        return {g: {"nesterov": False} for g in self.param_groups()}
 
     def lr_multipliers(self) -> dict[str, float]:
         """One lr for every network (released)."""

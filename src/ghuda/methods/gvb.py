@@ -41,13 +41,17 @@ Parameter groups and lr multipliers: ``backbone`` x1, ``classifier`` x10, ``brid
 GRL coefficient ``2/(1+exp(-10 i/grl_max_iter)) - 1``; released grl_max_iter 10000 for 8004
 iterations, default None = the run length (see `ghuda.methods.cdan`).
 
-Hyper-parameters (digits-mini default / released `RELEASED`): trade_off 1 / 1; gvbg_weight
-1 / 1; gvbd_weight 1 / 1; disc_hidden 256 / 1024 (cost, as for `cdan`); grl_max_iter None
-(run length) / 10000.
+Hyper-parameters: the constructor defaults are the released values; digits-mini narrows the
+discriminator (256, for cost, as for `cdan`) and lets the GRL schedule span the run
+(`RELEASE.digits_mini`).
+
+Released behaviour (the defaults; switches in `RELEASE.items`, REFERENCE 1.5b): the domain
+BCE is ``-log(sigmoid + 1e-8)`` (``Myloss``; ``domain_loss: logits`` is the alternative);
+Kaiming-initialised new layers; weight decay x2; the discriminator's reversal counter starts at
+1; RandomCrop on every domain.
 
 Simplifications: the bridges are always on (GVB-GD); ``gvbg_weight`` / ``gvbd_weight`` only
-weigh their losses (the released flag GVBG also switched the subtraction off at 0). The BCE
-uses the logits form instead of ``log(sigmoid + 1e-8)``.
+weigh their losses (the released flag GVBG also switched the subtraction off at 0).
 """
 
 from __future__ import annotations
@@ -60,17 +64,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     ClassifierHead,
     check_positive,
+    check_switches,
     cross_entropy,
     entropy,
     entropy_weighted_domain_loss,
     grl_coeff,
+    init_kind,
     params_of,
     reevaluator,
+    script_crop,
+    script_optimizer,
 )
+from ghuda.methods.dann import DIGITS_MINI_GRL
 from ghuda.methods.registry import register
 from ghuda.models.heads import init_linear, mlp, reverse_gradient
 
@@ -80,13 +90,14 @@ MEASURE = ("backbone", "classifier", "bridge")
 class BridgedDiscriminator(nn.Module):
     """Domain discriminator with a GVB-D bridge: returns (logit ``out - dbridge``, dbridge)."""
 
-    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.5) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.5,
+                 init: str = "kaiming") -> None:
         super().__init__()
         self.trunk = nn.Sequential(mlp(in_dim, [hidden], hidden, dropout=dropout),
                                    nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.out = nn.Linear(hidden, 1)
         self.dbridge = nn.Linear(hidden, 1)
-        init_linear(self)
+        init_linear(self, init)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(x)
@@ -98,15 +109,32 @@ class BridgedDiscriminator(nn.Module):
 class GVB(Method):
     """GVB-GD; see the module docstring for losses, pairs, groups and defaults."""
 
-    RELEASED: ClassVar[dict[str, Any]] = {
-        "trade_off": 1.0, "gvbg_weight": 1.0, "gvbd_weight": 1.0, "disc_hidden": 1024,
-        "grl_max_iter": 10000.0}
+    # gvb/train_image.py ~332-349: Office-31 3e-4, but 1e-3 for W->A and D->A; Office-Home
+    # 1e-3; VisDA 3e-4
+    RELEASE: ClassVar[release.Release] = release.Release(
+        train={**release.SCRIPT_TRAIN, "lr": 3e-4},
+        datasets={"office_home": {"train": {"lr": 1e-3}},
+                  "visda2017": {"train": {"steps": 15002, "lr": 3e-4}}},
+        tasks={("office31", "webcam->amazon"): {"train": {"lr": 1e-3}},
+               ("office31", "dslr->amazon"): {"train": {"lr": 1e-3}}},
+        not_released=("digits", "domainnet"),
+        digits_mini={
+            "disc_hidden": release.Cheaper(256, "cost, as for cdan"),
+            "grl_max_iter": DIGITS_MINI_GRL},
+        items=release.script_items("gvb", domain_loss="bce_eps", grl=True))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 1.0, gvbg_weight: float = 1.0, gvbd_weight: float = 1.0,
-                 disc_hidden: int = 256, grl_max_iter: float | None = None) -> None:
+                 disc_hidden: int = 1024, grl_max_iter: float | None = 10000.0,
+                 domain_loss: str = "released", init: str = "released",
+                 optimizer: str = "released", augment: str = "released",
+                 grl_counter: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
         check_positive("gvb", disc_hidden=disc_hidden)
+        check_switches("gvb", domain_loss=domain_loss, init=init, optimizer=optimizer,
+                       augment=augment, grl_counter=grl_counter)
+        self.bce_form = "bce_eps" if domain_loss == release.RELEASED else domain_loss
+        self.optimizer, self.grl_counter = optimizer, grl_counter
         if grl_max_iter is not None:
             check_positive("gvb", grl_max_iter=grl_max_iter)
         for key, value in {"trade_off": trade_off, "gvbg_weight": gvbg_weight,
@@ -117,15 +145,23 @@ class GVB(Method):
         self.gvbg_weight = float(gvbg_weight)
         self.gvbd_weight = float(gvbd_weight)
         self.grl_max_iter = grl_max_iter
-        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim=0)
+        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim=0,
+                                   init=init_kind(init))
         self.bridge = nn.Linear(feature_dim, num_classes)
-        init_linear(self.bridge)
-        self.discriminator = BridgedDiscriminator(num_classes, disc_hidden)
+        init_linear(self.bridge, init_kind(init))
+        self.discriminator = BridgedDiscriminator(num_classes, disc_hidden, init=init_kind(init))
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"backbone": params_of(self.backbone), **self.head.groups(),
                 "bridge": params_of(self.bridge),
                 "discriminator": params_of(self.discriminator)}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        return script_optimizer(list(self.param_groups()), self.optimizer)
+
+    @classmethod
+    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
+        return script_crop(params.get("augment", "released"), domain, per_domain=False)
 
     def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """(bridged class output, generator-bridge output)."""
@@ -135,8 +171,9 @@ class GVB(Method):
     def predict(self, x: Tensor) -> Tensor:
         return self.heads(self.backbone(x))[0]
 
-    def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
-        """The four losses of one iteration with GRL coefficient `coeff`."""
+    def losses(self, batch: Batch, coeff: float, entropy_coeff: float) -> dict[str, Tensor]:
+        """The four losses of one iteration with GRL coefficients `coeff` (discriminator
+        input) and `entropy_coeff` (entropy weights)."""
         n_src = batch.x_src.shape[0]
         outs = [self.heads(self.backbone(x)) for x in (batch.x_src, batch.x_tgt)]
         outputs = torch.cat([o[0] for o in outs])
@@ -145,14 +182,16 @@ class GVB(Method):
         domain, dbridge = self.discriminator(reverse_gradient(probs, coeff))
         return {
             "transfer": entropy_weighted_domain_loss(domain, n_src, entropy(probs),
-                                                     offset=0.0, coeff=coeff),
+                                                     offset=0.0, coeff=entropy_coeff,
+                                                     form=self.bce_form),
             "cls": cross_entropy(outs[0][0], batch.y_src),
             "gvbg": bridges.abs().mean(),
             "gvbd": dbridge.abs().mean(),
         }
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
-        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter))
+        fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter),
+                     grl_coeff(info, self.grl_max_iter))
         pairs = (Pair("transfer", "cls", MEASURE, scales=(self.trade_off, 1.0)),
                  Pair("gvbg", "gvbd", MEASURE, scales=(self.gvbg_weight, self.gvbd_weight)))
         yield Stage("main", fn(), step=(*MEASURE, "discriminator"), pairs=pairs,

@@ -23,18 +23,21 @@ Parameter groups and lr multipliers: ``backbone`` x1, ``heads`` x1 — the relea
 G and both heads with one constant lr (1e-3) and no 10x for new layers; the released lr is
 constant (``train.lr_schedule: constant`` reproduces it).
 
-Hyper-parameters (digits-mini default / released `RELEASED`): trade_off 0.3 / 10 (Office-31;
-30 Office-Home, 1 VisDA, 120 DomainNet; 0.3 is the released Digits value); entropy_weight
-0.01 / 0.01; num_k 1 / 4; head_hidden 256 / 1024. digits-mini differs in num_k and
-head_hidden for cost: every stage is a full forward and backward of the joint batch, so an
-iteration costs 2 + num_k of them (released 6), and two 1024-wide heads cost more than the
-digit CNN itself (measured: an iteration at num_k 1 costs about 5x a source_only one).
+Hyper-parameters: the constructor defaults are the released Office-31 values (trade_off 10;
+30 Office-Home, 1 VisDA, 120 DomainNet, 0.3 Digits: `RELEASE`); digits-mini uses the released
+Digits trade-off (0.3), one generator step (num_k 1) and 256-wide heads for cost (`RELEASE.
+digits_mini`): every stage is a full forward and backward of the joint batch, so an iteration
+costs 2 + num_k of them (released 6), and two 1024-wide heads cost more than the digit CNN.
 
 Prediction: the mean of the two heads' probabilities (log taken, so argmax is the ensemble's).
 The released evaluation took the better head on target labels ("oracle", REFERENCE 1.6).
 
-Simplification: the released G optimizer had no momentum while the heads' had 0.9; the engine
-applies one momentum to all groups.
+Released optimizers (``optimizer: released``, mcd/mcd.py ~95-99): the generator G by SGD
+without momentum, the heads by SGD with momentum 0.9 without Nesterov, weight decay 5e-4 on
+both; ``optimizer: config`` applies the ``train`` settings to both groups instead. The released
+script's ``--GH`` flag defaults to True (and argparse's ``type=bool`` turns any value into
+True), and its GH branch comes first (mcd/mcd.py ~228-249, ~431-434): its README's "GH++"
+command also runs GH.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     check_positive,
+    check_switches,
     class_balance_entropy,
     classifier_discrepancy,
     cross_entropy,
@@ -71,13 +76,46 @@ def mcd_head(in_dim: int, hidden: int, num_classes: int, dropout: float = 0.5) -
 class MCD(Method):
     """MCD; see the module docstring for the steps, pair, groups and defaults."""
 
-    RELEASED: ClassVar[dict[str, Any]] = {
-        "trade_off": 10.0, "entropy_weight": 0.01, "num_k": 4, "head_hidden": 1024}
+    RELEASE: ClassVar[release.Release] = release.Release(
+        # mcd/mcd.sh, mcd/mcd.py: 20 epochs x 500 iterations, batch 32, constant lr 1e-3
+        train={"steps": 10000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",
+               "weight_decay": 5e-4, "eval_every": 500},
+        datasets={
+            "office_home": {"params": {"trade_off": 30.0}},
+            "visda2017": {"params": {"trade_off": 1.0}},
+            "domainnet": {"params": {"trade_off": 120.0},
+                          "train": {"steps": 75000, "eval_every": 2500}},
+            "digits": {"params": {"trade_off": 0.3, "entropy_weight": 0.03},
+                       "train": {"steps": 50000, "batch_size": 128, "lr": 0.01,
+                                 "eval_every": 2500}}},
+        tasks={("digits", "usps->mnist"): {"train": {"lr": 0.1}},
+               ("digits", "svhn->mnist"): {"train": {"lr": 0.03}}},
+        digits_mini={
+            "trade_off": release.Cheaper(0.3, "the released Digits value"),
+            "num_k": release.Cheaper(1, "cost: an iteration is 2 + num_k full passes"),
+            "head_hidden": release.Cheaper(256, "cost: two 1024-wide heads cost more than the "
+                                                "digit CNN")},
+        items=(release.Item(
+            item="optimizers", released="G: SGD without momentum; heads: SGD momentum 0.9 "
+                                        "without Nesterov; weight decay 5e-4",
+            source="mcd/mcd.py:95-99", switch="method.params.optimizer",
+            released_value=release.RELEASED,
+            alternative="config: train.momentum / train.nesterov on both groups",
+            why="ghuda applied Nesterov momentum to every group before the audit"),
+            release.Item(
+            item="training augmentation",
+            released="ResizeImage(256) + RandomResizedCrop(224) + flip",
+            source="mcd/mcd.py:64, mcd/utils.py:157-161", switch="method.params.augment",
+            released_value=release.RELEASED,
+            alternative="random_crop: RandomCrop(224)", why="kept for the ablation")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
-                 trade_off: float = 0.3, entropy_weight: float = 0.01, num_k: int = 1,
-                 head_hidden: int = 256) -> None:
+                 trade_off: float = 10.0, entropy_weight: float = 0.01, num_k: int = 4,
+                 head_hidden: int = 1024, optimizer: str = "released",
+                 augment: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
+        check_switches(self.name or "mcd", optimizer=optimizer, augment=augment)
+        self.optimizer = optimizer
         check_positive("mcd", trade_off=trade_off, num_k=num_k, head_hidden=head_hidden)
         if entropy_weight < 0:
             raise ValueError(f"method 'mcd': entropy_weight must be >= 0, got {entropy_weight}")
@@ -93,6 +131,18 @@ class MCD(Method):
     def lr_multipliers(self) -> dict[str, float]:
         """One lr for G and the heads (released)."""
         return {"backbone": 1.0, "heads": 1.0}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        """Released: no momentum for G, momentum 0.9 without Nesterov for the heads."""
+        if self.optimizer != release.RELEASED:
+            return {}
+        return {"backbone": {"momentum": 0.0, "nesterov": False},
+                "heads": {"momentum": 0.9, "nesterov": False}}
+
+    @classmethod
+    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
+        augment = params.get("augment", release.RELEASED)
+        return "random_resized_crop" if augment == release.RELEASED else augment
 
     def predict(self, x: Tensor) -> Tensor:
         g = self.backbone(x)

@@ -41,14 +41,18 @@ that effective behaviour (ramp restart only) and keeps no snapshot.
 Parameter groups and lr multipliers (released ``parameter_list``): ``backbone`` x0.1,
 ``bottleneck``, ``classifier``, ``discriminator`` x1 — relative to the configured lr.
 
-Hyper-parameters (digits-mini default / released `RELEASED`): bottleneck_dim 256 / 1024
-(Office-Home 2048); sr_weight 0.2 / 0.2; sr_alpha 0.3 / 0.3 (Office-31 0.2); sr_layers None
-(= [0, 4, 8] scaled to the backbone depth: [0, 1, 2] for the 4-block tiny ViT) / [0, 4, 8];
-sr_epsilon 0.4 / 0.4; sr_loss_p 0.5 / 0.5; cls_weight, domain_weight 1 / 1; grl_max_iter None
-/ 1000; safe_period None / 1000; safe_levels 4 / 4. None sets the step-based schedules to a
-tenth of the run (safe_period at least 2**safe_levels), the released proportion on Office-31
-(1000 of 10,000 iterations): digits-mini runs are a few hundred steps, where the released
-constants would leave the reversal coefficient near 0.04 and never check diversity.
+Hyper-parameters: the constructor defaults are the released Office-31 values (bottleneck_dim
+1024 (Office-Home 2048), sr_weight 0.2, sr_alpha 0.3 (Office-31 0.2, `RELEASE`), sr_layers
+[0, 4, 8] of 12 blocks (None scales them to the backbone's depth: [0, 1, 2] for the tiny ViT),
+sr_epsilon 0.4, sr_loss_p 0.5, grl_max_iter 1000, safe_period 1000, safe_levels 4).
+digits-mini sets the step-based schedules to a tenth of the run (None; safe_period at least
+2**safe_levels), the released proportion on Office-31 (1000 of 10,000 iterations): its runs are
+a few hundred steps, where the released constants would leave the reversal coefficient near
+0.04 and never check diversity (`RELEASE.digits_mini`).
+
+Released domain loss (``domain_loss: released``, ssrt/model/SSRT.py ~295): ``2 * nn.BCELoss()
+(sigmoid(x))`` on the unperturbed rows; ``logits`` is the alternative. The released backbone
+weights are ViT-B/16 AugReg (ImageNet-21k, fine-tuned on 1k): ``model.options.weights``.
 
 Simplifications: r of the current iteration scales the perturbation (released: the previous
 iteration's, full strength at iteration 0); the random layer and direction come from torch's
@@ -68,10 +72,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     check_in_unit,
     check_positive,
+    check_switches,
     cross_entropy,
     domain_adversarial_loss,
     params_of,
@@ -132,20 +138,49 @@ class SSRT(Method):
     """SSRT; see the module docstring for losses, pair, safe training, groups and defaults."""
 
     requires_backbone: ClassVar[str | None] = "vit"
-    RELEASED: ClassVar[dict[str, Any]] = {
-        "bottleneck_dim": 1024, "cls_weight": 1.0, "domain_weight": 1.0, "sr_weight": 0.2,
-        "sr_alpha": 0.3, "sr_layers": list(RELEASED_LAYERS), "sr_epsilon": 0.4,
-        "sr_loss_p": 0.5, "grl_max_iter": 1000.0, "safe_training": True,
-        "safe_period": 1000, "safe_levels": 4}
+    RELEASE: ClassVar[release.Release] = release.Release(
+        # ssrt/main_SSRT_GH*.py, ssrt/trainer/argument_parser.py: batch 32, inv schedule,
+        # SGD Nesterov, weight decay 5e-4, 1000 iterations per epoch
+        train={"batch_size": 32, "lr_schedule": "inv", "nesterov": True,
+               "weight_decay": 5e-4, "steps": 10000, "lr": 1e-3},
+        datasets={
+            "office31": {"params": {"sr_alpha": 0.2}},
+            "office_home": {"params": {"bottleneck_dim": 2048},
+                            "train": {"steps": 20000, "lr": 4e-3}},
+            "visda2017": {"train": {"steps": 20000, "lr": 2e-3}},
+            "domainnet": {"train": {"steps": 40000, "lr": 4e-3}}},
+        not_released=("digits",),
+        digits_mini={
+            "bottleneck_dim": release.Cheaper(256, "cost (tiny ViT of 64-d tokens)"),
+            "grl_max_iter": release.Cheaper(None, "a tenth of the run (released proportion)"),
+            "safe_period": release.Cheaper(None, "a tenth of the run (released proportion)")},
+        items=(release.domain_loss_item("2 * sigmoid + nn.BCELoss (log clamped at -100)",
+                                        "ssrt/model/SSRT.py:295"),
+               release.Item(
+                   item="backbone weights",
+                   released="ViT-B/16 AugReg, ImageNet-21k pre-trained, fine-tuned on 1k",
+                   source="ssrt/model/helpers.py:369-371", switch="model.options.weights",
+                   released_value="augreg_in21k_ft_in1k",
+                   alternative="imagenet1k: torchvision's ImageNet-1k weights",
+                   why="torchvision ships only the ImageNet-1k weights"),
+               release.Item(
+                   item="training augmentation",
+                   released="Resize((256,256)) + RandomResizedCrop(224) + flip",
+                   source="ssrt/dataset/data_provider.py:33-34", switch="method.params.augment",
+                   released_value=release.RELEASED,
+                   alternative="random_crop: RandomCrop(224)", why="kept for the ablation")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
-                 bottleneck_dim: int = 256, cls_weight: float = 1.0, domain_weight: float = 1.0,
-                 sr_weight: float = 0.2, sr_alpha: float = 0.3,
+                 bottleneck_dim: int = 1024, cls_weight: float = 1.0,
+                 domain_weight: float = 1.0, sr_weight: float = 0.2, sr_alpha: float = 0.3,
                  sr_layers: Sequence[int] | None = None, sr_epsilon: float = 0.4,
-                 sr_loss_p: float = 0.5, grl_max_iter: float | None = None,
-                 safe_training: bool = True, safe_period: int | None = None,
-                 safe_levels: int = 4) -> None:
+                 sr_loss_p: float = 0.5, grl_max_iter: float | None = 1000.0,
+                 safe_training: bool = True, safe_period: int | None = 1000,
+                 safe_levels: int = 4, domain_loss: str = "released",
+                 augment: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
+        check_switches("ssrt", domain_loss=domain_loss, augment=augment)
+        self.bce_form = "bce" if domain_loss == release.RELEASED else domain_loss
         if not all(hasattr(backbone, a) for a in ("embed", "blocks", "pool")):
             raise ValueError(
                 f"method 'ssrt' needs a ViT backbone exposing embed/blocks/pool "
@@ -192,6 +227,11 @@ class SSRT(Method):
                 "classifier": params_of(self.classifier),
                 "discriminator": params_of(self.discriminator)}
 
+    @classmethod
+    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
+        augment = params.get("augment", release.RELEASED)
+        return "random_resized_crop" if augment == release.RELEASED else augment
+
     def lr_multipliers(self) -> dict[str, float]:
         """Backbone at 0.1x the configured lr, new layers at 1x (released)."""
         return {"backbone": 0.1, "bottleneck": 1.0, "classifier": 1.0, "discriminator": 1.0}
@@ -219,7 +259,6 @@ class SSRT(Method):
             tokens = block(tokens)
         return self.backbone.pool(tokens)
 
-
     def losses_and_logits(self, batch: Batch, coeff: float, layer: int | None, alpha: float,
                           sr_scale: float, clean_teaches: bool
                           ) -> tuple[dict[str, Tensor], Tensor]:
@@ -229,7 +268,7 @@ class SSRT(Method):
         feats = self.bottleneck(self.perturbed_features(x, n_src, layer, alpha))
         logits = self.classifier(feats)
         transfer = self.weights["domain"] * 2.0 * domain_adversarial_loss(
-            self.discriminator, feats[:n_src], feats[n_src:n], coeff)
+            self.discriminator, feats[:n_src], feats[n_src:n], coeff, self.bce_form)
         if layer is not None and self.weights["sr"] > 0:
             transfer = transfer + self.weights["sr"] * sr_scale * self_refinement_loss(
                 logits[n_src:n], logits[n:], self.sr_epsilon, clean_teaches)

@@ -2,7 +2,8 @@
 
 Facts from REFERENCE 1.5: the released CDAN/GVB code reverses gradients with the coefficient
 ``2 (high - low) / (1 + exp(-alpha i / max_iter)) - (high - low) + low`` (alpha 10, max_iter
-10000, low 0, high 1); new layers are initialised Xavier-normal with zero bias.
+10000, low 0, high 1); its new layers are initialised Kaiming-normal with zero bias
+(``init="kaiming"``; cdan/network.py ~21-23); ``init="xavier"`` is the alternative.
 """
 
 from __future__ import annotations
@@ -37,16 +38,23 @@ def grl_coefficient(step: int, *, high: float = 1.0, low: float = 0.0, alpha: fl
     return 2.0 * (high - low) / (1.0 + math.exp(-alpha * step / max_iter)) - (high - low) + low
 
 
-def init_linear(module: nn.Module) -> None:
-    """Xavier-normal weights and zero biases for every Linear layer in `module`."""
+INITS = ("kaiming", "xavier")
+
+
+def init_linear(module: nn.Module, init: str = "xavier") -> None:
+    """Kaiming- or Xavier-normal weights and zero biases for every Linear layer in `module`."""
+    if init not in INITS:
+        raise ValueError(f"unknown initialisation {init!r}; allowed: {', '.join(INITS)}")
+    fill = nn.init.kaiming_normal_ if init == "kaiming" else nn.init.xavier_normal_
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
-            nn.init.xavier_normal_(layer.weight)
+            fill(layer.weight)
             nn.init.zeros_(layer.bias)
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, *, dropout: float = 0.0) -> nn.Sequential:
-    """Linear-ReLU(-Dropout) blocks ending in a Linear layer, Xavier-initialised."""
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, *, dropout: float = 0.0,
+        init: str = "xavier") -> nn.Sequential:
+    """Linear-ReLU(-Dropout) blocks ending in a Linear layer, initialised by `init_linear`."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in itertools.pairwise(dims):
@@ -55,10 +63,11 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, *, dropout: float = 0.
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(dims[-1], out_dim))
     net = nn.Sequential(*layers)
-    init_linear(net)
+    init_linear(net, init)
     return net
 
 
-def discriminator(in_dim: int, hidden: int = 1024, *, dropout: float = 0.5) -> nn.Sequential:
+def discriminator(in_dim: int, hidden: int = 1024, *, dropout: float = 0.5,
+                  init: str = "xavier") -> nn.Sequential:
     """Domain discriminator returning one logit (source = 1): two hidden layers (CDAN's)."""
-    return mlp(in_dim, [hidden, hidden], 1, dropout=dropout)
+    return mlp(in_dim, [hidden, hidden], 1, dropout=dropout, init=init)

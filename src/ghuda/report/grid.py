@@ -112,6 +112,8 @@ def run_config_for(config: Mapping[str, Any], dataset: str, task: str, method: s
         "train": {"seed": seed,
                   "threads": _resources(config, dataset, method, task)["threads"]},
     }
+    if var.get("method_params"):
+        identity["method"]["params"] = dict(var["method_params"])
     if save_features:
         identity["train"]["save_features"] = True
     merged = deep_merge(config.get("run_defaults") or {}, ds.get("run"), mb.get("run"),

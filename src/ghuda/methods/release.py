@@ -1,0 +1,195 @@
+"""What the authors' released scripts do, per method: the one place that records it.
+
+A method's RELEASED hyper-parameters are its constructor's defaults (the config key
+``method.params.<name>`` overrides them). Its `Release` record (the class attribute
+``RELEASE``) adds what the signature cannot hold: the released training settings per dataset
+and task, the cheaper values the digits-mini configs use (each with its reason), and the
+audited fidelity items (REFERENCE 1.5b): what the release does, where, the switch that selects
+it and the alternative. `configs/paper.yaml` is tested equal to these records
+(tests/methods/test_release.py) and `tables/fidelity.md` is generated from them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The release audited (REFERENCE 1.5b): fuxianghuang1/GH at this commit.
+RELEASE_REPO = "fuxianghuang1/GH@7684eaf"
+
+RELEASED = "released"
+DOMAIN_LOSSES = (RELEASED, "logits")
+OPTIMIZERS = (RELEASED, "config")
+INITS = (RELEASED, "xavier")
+GRL_COUNTERS = (RELEASED, "zero")
+FORWARDS = (RELEASED, "joint")
+AUGMENTS = (RELEASED, "random_resized_crop", "random_crop")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One audited behaviour: the released value (with file and line), the switch and why.
+
+    `switch` is the config key; `released_value` its value that reproduces the release and
+    `alternative` the other value(s) with what they do. `why` says why the alternative exists
+    (or why ghuda keeps a deviation by default).
+    """
+
+    item: str
+    released: str
+    source: str
+    switch: str
+    released_value: Any
+    alternative: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Cheaper:
+    """A digits-mini value that differs from the release, and why (cost, or to run at all)."""
+
+    value: Any
+    why: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """The released settings of one method beyond its constructor defaults.
+
+    `train`: released ``train`` settings (every dataset); `datasets`: per dataset, overrides
+    of ``params`` and ``train``; `tasks`: per (dataset, task), the same; `not_released`:
+    datasets without a released script for this method (the paper config's choice there is
+    ghuda's own). `digits_mini`: cheaper parameter values of the digits-mini configs.
+    """
+
+    train: Mapping[str, Any] = field(default_factory=dict)
+    datasets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    tasks: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] = field(
+        default_factory=dict)
+    not_released: tuple[str, ...] = ()
+    digits_mini: Mapping[str, Cheaper] = field(default_factory=dict)
+    items: tuple[Item, ...] = ()
+
+    def expected(self, dataset: str, task: str) -> dict[str, dict[str, Any]]:
+        """Released ``params`` and ``train`` values of one (dataset, task)."""
+        out: dict[str, dict[str, Any]] = {"params": {}, "train": dict(self.train)}
+        for extra in (self.datasets.get(dataset, {}), self.tasks.get((dataset, task), {})):
+            for section in ("params", "train"):
+                out[section].update(extra.get(section, {}))
+        return out
+
+
+def released_params(cls: type) -> dict[str, Any]:
+    """The released hyper-parameters of a method class: its constructor's keyword defaults."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[4:]
+    return {p.name: p.default for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_choice(method: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a ValueError naming `key` when `value` is not one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"method {method!r}: {key} {value!r} is not allowed; allowed values: "
+                         f"{', '.join(allowed)}")
+
+
+# ------------------------------------------------------------ items shared by several methods
+CDAN_SCRIPT = "cdan/train_image.py"
+
+
+def domain_loss_item(form: str, source: str) -> Item:
+    """The domain-loss form (REFERENCE 1.5b, issue 11 item 1)."""
+    return Item(
+        item="domain loss form", released=form, source=source,
+        switch="method.params.domain_loss", released_value=RELEASED,
+        alternative="logits: BCE with logits (its gradient never saturates)",
+        why="the released form saturates (zero gradient, finite loss) where the logits form "
+            "keeps a gradient that can overflow under GH's large weights")
+
+
+def init_item(source: str) -> Item:
+    return Item(
+        item="new-layer initialisation", released="kaiming_normal_ weights, zero bias",
+        source=source, switch="method.params.init", released_value=RELEASED,
+        alternative="xavier: Xavier-normal weights, zero bias",
+        why="xavier was ghuda's earlier choice; kept for the ablation")
+
+
+def grl_counter_item(source: str) -> Item:
+    return Item(
+        item="GRL coefficient counter",
+        released="discriminator counter starts at 1 (coefficient of i+1), entropy hook at i",
+        source=source, switch="method.params.grl_counter", released_value=RELEASED,
+        alternative="zero: both use i (coefficient 0 at the first iteration)",
+        why="a difference below 1e-3 in the coefficient after the first iteration")
+
+
+def cdan_optimizer_item(source: str) -> Item:
+    return Item(
+        item="weight decay", released="5e-4 with decay_mult 2 on every group (1e-3 effective)",
+        source=source, switch="method.params.optimizer", released_value=RELEASED,
+        alternative="config: train.weight_decay applied as is to every group",
+        why="the nominal 5e-4 is what the released command line shows")
+
+
+def crop_item(released: str, source: str) -> Item:
+    return Item(
+        item="training augmentation", released=released, source=source,
+        switch="method.params.augment", released_value=RELEASED,
+        alternative="random_resized_crop | random_crop for every domain",
+        why="ghuda used RandomResizedCrop everywhere before the audit")
+
+
+def mapping_get(mapping: Mapping[str, Any], dotted: str) -> Any:
+    """``mapping['a']['b']`` for ``'a.b'``; KeyError when absent."""
+    node: Any = mapping
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+# ------------------------------------------------------------ the released CDAN-family script
+# Training settings of cdan/train_image.py and gvb/train_image.py (REFERENCE 1.5): 8004
+# iterations (VisDA 15002), batch 36, SGD momentum 0.9 Nesterov, weight decay 5e-4, inv
+# schedule, test every 500 iterations, fp32.
+SCRIPT_TRAIN: dict[str, Any] = {
+    "steps": 8004, "batch_size": 36, "lr": 1e-3, "lr_schedule": "inv", "momentum": 0.9,
+    "nesterov": True, "weight_decay": 5e-4, "eval_every": 500}
+# cdan/train_image.py ~366-380: lr 1e-3, but 3e-4 for A->D and D->W and for VisDA
+CDAN_SCRIPT_DATASETS: dict[str, dict[str, dict[str, Any]]] = {
+    "visda2017": {"train": {"steps": 15002, "lr": 3e-4}}}
+CDAN_SCRIPT_TASKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("office31", "amazon->dslr"): {"train": {"lr": 3e-4}},
+    ("office31", "dslr->webcam"): {"train": {"lr": 3e-4}}}
+
+
+def script_items(script: str, *, domain_loss: str | None, grl: bool,
+                 forward: bool = False) -> tuple[Item, ...]:
+    """Fidelity items of a method trained by the released CDAN-family `script` (``cdan`` or
+    ``gvb``): initialisation, weight decay, augmentation, and where they apply the domain
+    loss form, the GRL counter and the per-domain forward."""
+    net, train = f"{script}/network.py", f"{script}/train_image.py"
+    crop = (("Resize((256,256)) + RandomResizedCrop(224) for webcam/dslr, RandomCrop(224) "
+             "otherwise, + flip", f"{train}:90-98, {script}/pre_process.py:138-164")
+            if script == "cdan" else
+            ("Resize((256,256)) + RandomCrop(224) + flip for both domains",
+             f"{train}:67-68, {script}/pre_process.py:149-157"))
+    items = [init_item(f"{net}:13-23"), cdan_optimizer_item(f"{script}/lr_schedule.py:7, "
+                                                           f"{net} get_parameters"),
+             crop_item(*crop)]
+    if domain_loss is not None:
+        items.insert(0, domain_loss_item(*{
+            "bce": ("sigmoid + nn.BCELoss (log clamped at -100)", "cdan/loss.py:33,47,72"),
+            "bce_eps": ("sigmoid, -log(p + 1e-8) (Myloss)", "gvb/loss.py:9-16,35")}[domain_loss]))
+    if grl:
+        items.append(grl_counter_item(f"{net}:398-407, {train}:219"))
+    if forward:
+        items.append(Item(
+            item="forward of source and target",
+            released="separate forwards (per-domain batch-norm statistics)",
+            source=f"{train}:202-203", switch="method.params.forward",
+            released_value=RELEASED, alternative="joint: one forward of the joint batch",
+            why="ghuda's DANN forwarded the joint batch before the audit"))
+    return tuple(items)
