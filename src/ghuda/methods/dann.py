@@ -40,7 +40,6 @@ from ghuda.methods.common import (
 from ghuda.methods.registry import register
 from ghuda.models.heads import discriminator
 
-
 DIGITS_MINI_GRL = release.Cheaper(
     None, "the reversal schedule spans the run (Ganin's i / steps): the released 10000 would "
           "leave the coefficient below 0.3 in a few hundred steps")
