@@ -291,6 +291,10 @@ def validate(cfg: dict[str, Any]) -> None:
         if allowed_opts and name not in allowed_opts:
             raise ConfigError(f"model.options.{name}: unknown option for "
                               f"{mdl['backbone']!r}; allowed: {', '.join(allowed_opts)}")
+    try:
+        models.check_options(mdl["backbone"], mdl["options"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
     _choose("method.name", cfg["method"]["name"], methods.names())
     method_cls = methods.get(cfg["method"]["name"])

@@ -3,7 +3,9 @@
 ``build_backbone(name, pretrained=..., **options)`` returns an ``nn.Module`` mapping images to
 feature vectors, with attributes ``feature_dim`` (int) and ``kind`` ("cnn" or "vit"; ViTs
 implement `ghuda.models.vit.ViTBackbone`). Options are the constructor's keyword arguments
-(``model.options`` in the run config).
+(``model.options`` in the run config); ``vit_b16`` also takes ``weights``
+(``augreg_in21k_ft_in1k``, the released default, or ``imagenet1k``) and ``weights_file``, see
+`ghuda.models.torchvision_backbones`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def option_names(name: str) -> list[str]:
     if name in _LOCAL:
         return [p for p in inspect.signature(_LOCAL[name]).parameters]
     return []
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Check option values known before building (the ViT weight choice); raises ValueError."""
+    if name not in _LOCAL:
+        from ghuda.models import torchvision_backbones
+
+        torchvision_backbones.check_options(_check(name), options)
 
 
 def build_backbone(name: str, *, pretrained: bool = False, **options: Any) -> nn.Module:
