@@ -112,3 +112,21 @@ def test_split_property_stratified_disjoint_complete(labels):
         n = int((labels == c).sum())
         want = min(n - 1, max(1, round(0.1 * n)))
         assert int((labels[val] == c).sum()) == want  # every class keeps a training image
+
+
+def test_source_holdout_switch(digits_mini_root):
+    whole = data.uda_splits("digits_mini", "synth", "optdigits_m", root=digits_mini_root,
+                            source_holdout=False)
+    assert len(whole.source_train) == 3000  # the whole source, as released
+    assert len(whole.source_val) == 300  # still evaluated, now inside the training data
+
+
+def test_train_crop_per_domain(tmp_path):
+    from torchvision import transforms as T
+
+    from ghuda.data.transforms import imagenet_train
+
+    kinds = {type(t) for t in imagenet_train(kind="random_crop").transforms}
+    assert T.RandomCrop in kinds and T.RandomResizedCrop not in kinds
+    with pytest.raises(ValueError, match="unknown training crop 'centre'"):
+        imagenet_train(kind="centre")

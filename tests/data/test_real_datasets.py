@@ -282,3 +282,18 @@ def test_zip_member_escaping_the_folder_is_refused(tmp_path):
     html.write_text("<html>Google Drive - virus scan warning</html>")
     with pytest.raises(ValueError, match=r"page\.tar\.gz is neither a tar nor a zip"):
         _safe_extract(html, tmp_path / "out")
+
+
+def test_train_crops_follow_the_method_per_domain(tmp_path):
+    from torchvision import transforms as T
+
+    archives, recipe, _ = _setup("office31", tmp_path)
+    register("office31", archives, root=tmp_path / "data", recipe_file=recipe, **QUIET)
+    crops = {"amazon": "random_crop", "webcam": "random_resized_crop"}
+    t = data.uda_splits("office31", "amazon", "webcam", root=tmp_path / "data",
+                        train_crop=crops.__getitem__)
+    src = {type(x) for x in t.source_train.transform.transforms}
+    tgt = {type(x) for x in t.target_train.transform.transforms}
+    assert T.RandomCrop in src and T.RandomResizedCrop not in src
+    assert T.RandomResizedCrop in tgt
+    assert t.source_train[0][0].shape == t.target_train[0][0].shape == (3, 224, 224)

@@ -13,6 +13,8 @@ check_config(config, source="config", check_registry=True)
 
 RES = f"{config['results_dir']}/{config['name']}"
 TABLES = config["tables_dir"]
+# the paper config, whose values tables/fidelity.md compares with the release
+PAPER_CONFIG = (config.get("compute_budget") or {}).get("config", "configs/paper.yaml")
 FIGURES = config["figures_dir"]
 # Jobs call `ghuda` = workflow/bin/ghuda, i.e. `python -m ghuda` with this checkout's src/ on
 # PYTHONPATH. Without a software deployment method, `python` (and dvc) come from the
@@ -88,7 +90,7 @@ def final_outputs():
     out = list(TABLE_FILES)
     out += [f"{FIGURES}/{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "pdf")]
     out += [f"{TABLES}/theory.md", f"{FIGURES}/theory_violations.png",
-            f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md"]
+            f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md", f"{TABLES}/fidelity.md"]
     if config.get("compute_budget"):
         out += [f"{TABLES}/compute_budget.md", f"{TABLES}/compute_budget_jobs.csv"]
     return out

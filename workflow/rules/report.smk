@@ -131,6 +131,22 @@ rule verify:
         " --reported {input.reported:q} --out {output:q} 2>&1 | tee {log:q}"
 
 
+rule fidelity:
+    """Released behaviour vs this config and the paper config, item by item (from the code)."""
+    input:
+        config=rules.pipeline_config.output[0],
+        paper=PAPER_CONFIG,
+    output:
+        report(f"{TABLES}/fidelity.md", caption="../report/fidelity.rst", category="Fidelity"),
+    log:
+        f"{RES}/logs/fidelity.log",
+    conda:
+        ENV
+    shell:
+        "ghuda report fidelity --config {input.config:q} --paper {input.paper:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 if config.get("compute_budget"):
 
     rule compute_budget:

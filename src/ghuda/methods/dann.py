@@ -58,7 +58,13 @@ class DANN(Method):
             "disc_hidden": release.Cheaper(256, "cost: at 1024 the discriminator costs about "
                                                 "three times the digit CNN's step"),
             "grl_max_iter": DIGITS_MINI_GRL},
-        items=release.script_items("cdan", domain_loss="bce", grl=True, forward=True))
+        items=(*release.script_items("cdan", domain_loss="bce", grl=True, forward=True),
+               release.Item(
+                   item="learning rate per task", released="1e-3, but 3e-4 for A->D and D->W",
+                   source="cdan/train_image.py:366-374", switch="train.lr",
+                   released_value=3e-4, alternative="one lr for every task",
+                   why="the paper config's task overrides (shown: amazon->dslr)",
+                   where=("office31", "amazon->dslr"))))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int,
                  bottleneck_dim: int = 256, disc_hidden: int = 1024, disc_dropout: float = 0.5,

@@ -44,6 +44,9 @@ class Item:
     released_value: Any
     alternative: str
     why: str
+    # (dataset, task) of the paper-config run whose value the fidelity table shows (None:
+    # the method's first run; task None: the dataset's first run)
+    where: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,8 @@ def script_items(script: str, *, domain_loss: str | None, grl: bool,
             "bce": ("sigmoid + nn.BCELoss (log clamped at -100)", "cdan/loss.py:33,47,72"),
             "bce_eps": ("sigmoid, -log(p + 1e-8) (Myloss)", "gvb/loss.py:9-16,35")}[domain_loss]))
     if grl:
-        items.append(grl_counter_item(f"{net}:398-407, {train}:219"))
+        items.append(grl_counter_item({"cdan": f"{net}:398-407, {train}:219",
+                                       "gvb": f"{net}:119-123, {train}:163"}[script]))
     if forward:
         items.append(Item(
             item="forward of source and target",

@@ -50,6 +50,18 @@ def _check_identity(path: Path, metrics: Mapping[str, Any], run: Run) -> None:
         raise ValueError(f"{path}: metrics.json belongs to another run ({detail})")
 
 
+# A completed run whose final accuracy is within this many points of chance (100 / classes), or
+# below, is marked "collapsed" in the tables (counted next to its number, never left out).
+COLLAPSE_MARGIN_PP = 2.0
+
+
+def collapsed(status: str, last_acc: float | None, num_classes: int | None) -> bool:
+    """Whether a completed run ended at chance level or below (`COLLAPSE_MARGIN_PP`)."""
+    if status != "completed" or last_acc is None or not num_classes:
+        return False
+    return bool(last_acc <= 100.0 / num_classes + COLLAPSE_MARGIN_PP)
+
+
 def run_row(run: Run, metrics: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     """Flatten one metrics.json into a runs.csv row."""
     info = metrics["run"]
@@ -68,6 +80,7 @@ def run_row(run: Run, metrics: Mapping[str, Any], folder: Path) -> dict[str, Any
         row[f"acc_{proto}"] = entry["acc"]
         row[f"mean_class_acc_{proto}"] = entry.get("mean_class_acc")
         row[f"step_{proto}"] = entry.get("step")
+    row["collapsed"] = collapsed(row["status"], row["acc_last"], info.get("num_classes"))
     conflict = metrics.get("conflict") or {}
     row.update(conflict_fraction=conflict.get("fraction_conflicting"),
                mean_cos=conflict.get("mean_cos"), logged_steps=conflict.get("logged_steps"))

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     add("budget", "estimate the GPU time of another config's jobs", "target", "summary",
         "out", "jobs")
     add("index", "write the index of tables and figures", "tables", "figures", "out")
+    add("fidelity", "write the fidelity table (released behaviour vs this config and the "
+        "paper config)", "paper", "out")
     return parser
 
 
@@ -59,6 +61,13 @@ def _run(args: argparse.Namespace) -> int:
 
         paths = aggregate(config, args.out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
+    if args.step == "fidelity":
+        from ghuda.report.fidelity import fidelity_markdown
+        from ghuda.report.io import write_text
+
+        write_text(args.out, fidelity_markdown(load_config(args.paper), config))
+        print(f"wrote {args.out}")
         return 0
     if args.step == "index":
         from ghuda.report.index import index_markdown

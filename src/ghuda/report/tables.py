@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ghuda.report.aggregate import COLLAPSE_MARGIN_PP
 from ghuda.report.grid import run_config_for
 from ghuda.report.io import write_text
 from ghuda.report.outputs import dataset_table_stems
@@ -110,8 +111,19 @@ def delta_cells(p: Paired) -> list[str]:
             f"{fmt(p.ci_high, signed=True)}]", fmt_p(p.p_t), fmt_p(p.p_wilcoxon), str(p.n)]
 
 
-def summary_cell(values: pd.Series, rep: str | None) -> str:
-    """'mean ± std' over the values with an accuracy, 'k/n div.' when k of them diverged."""
+COLLAPSED_NOTE = ("k/n coll.: k of the n runs collapsed (completed at chance level or below: "
+                  "final accuracy within {margin:g} points of 100 / classes); they are "
+                  "included in the mean ± std and in the paired differences.")
+
+
+def collapsed_count(frame: pd.DataFrame) -> int:
+    """Runs of `frame` marked collapsed (0 when the summary predates the column)."""
+    return int(frame["collapsed"].fillna(False).astype(bool).sum()) if "collapsed" in frame else 0
+
+
+def summary_cell(values: pd.Series, rep: str | None, collapsed: int = 0) -> str:
+    """'mean ± std' over the values with an accuracy, 'k/n div.' when k of them diverged,
+    'k/n coll.' when `collapsed` of the runs behind them collapsed."""
     arr = values.to_numpy(dtype=float)
     finite = arr[~np.isnan(arr)]
     if arr.size and not finite.size:
@@ -121,12 +133,18 @@ def summary_cell(values: pd.Series, rep: str | None) -> str:
         text = f"{fmt(mean)} ± {fmt(std)}" if not np.isnan(std) else fmt(mean)
         if finite.size < arr.size:
             text += f" ({arr.size - finite.size}/{arr.size} div.)"
+    if collapsed:
+        text += f" ({collapsed}/{arr.size} coll.)"
     return text if rep is None else f"{text} (rep. {rep})"
 
 
 def _diverged_note(table: Table, frame: pd.DataFrame, column: str) -> None:
+    """The notes explaining 'div.' and 'coll.' cells, once per table, where they occur."""
     if frame[column].isna().any() and DIVERGED_NOTE not in table.notes:
         table.notes.append(DIVERGED_NOTE)
+    note = COLLAPSED_NOTE.format(margin=COLLAPSE_MARGIN_PP)
+    if collapsed_count(frame) and note not in table.notes:
+        table.notes.append(note)
 
 
 def _rep(reported: ReportedNumbers | None, dataset: str, method: str, variant: str,
@@ -171,7 +189,8 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             for task in tasks:
                 tdata = vdata[vdata["task"] == task]
                 rep = _rep(reported, dataset, method, variant, task)
-                cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
+                cells.append(DASH if tdata.empty else summary_cell(
+                    tdata[col], rep, collapsed_count(tdata)))
             have = [t for t in tasks if t in set(vdata["task"])]
             avg = summary_cell(seed_means(vdata, col),
                                _rep(reported, dataset, method, variant, AVG))
@@ -355,7 +374,8 @@ def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
             table.add([label, fmt(t, 2) if t is not None else DASH, DASH, DASH, DASH, DASH,
                        "0"])
             continue
-        cells = [label, fmt(t, 2) if t is not None else DASH, summary_cell(vdata[col], None)]
+        cells = [label, fmt(t, 2) if t is not None else DASH,
+                 summary_cell(vdata[col], None, collapsed_count(vdata))]
         if variant == baseline:
             cells += [DASH, DASH, DASH, DASH]
         else:

@@ -97,6 +97,25 @@ def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNu
     return table, counts, notes
 
 
+MCD_GH_NOTE = (
+    "MCD: the released mcd/mcd.py (fuxianghuang1/GH@7684eaf) declares `--GH` with "
+    "`type=bool, default=True` (lines 431-434; argparse turns any given value into True) and "
+    "tests its GH branch before the GH++ one (lines 228-249), so the README's \"GH++\" MCD "
+    "command also runs GH: published MCD \"+GH++\" numbers are GH numbers.")
+
+
+def protocol_notes(config: Mapping[str, Any]) -> list[str]:
+    """Under which protocol the reproduced numbers were trained and selected, and the MCD
+    flag of the release (REFERENCE 1.5b)."""
+    holdout = (config.get("run_defaults") or {}).get("dataset", {}).get("source_holdout", True)
+    protocol = config.get("verify", {}).get("protocol", "oracle")
+    train = ("on the source training split (the 10 % source hold-out kept for `source_val`, "
+             "`dataset.source_holdout: true`; the release trains on the whole source)"
+             if holdout else "on the whole source domain, as released")
+    return [f"Reproduced numbers: protocol `{protocol}`, trained {train}; the other switches "
+            "as in tables/fidelity.md.", MCD_GH_NOTE]
+
+
 def verdict_markdown(config: Mapping[str, Any], table: Table, counts: Counter,
                      notes: list[str]) -> str:
     """tables/verify.md: overall verdict, notes, and the row-by-row table."""
@@ -114,7 +133,7 @@ def verdict_markdown(config: Mapping[str, Any], table: Table, counts: Counter,
     lines = [f"# Verification of config `{config['name']}`", "", overall]
     if tail:
         lines += ["", f"Rows by verdict: {tail}."]
-    lines += [""] + [f"- {n}" for n in notes]
+    lines += [""] + [f"- {n}" for n in [*notes, *protocol_notes(config)]]
     if table.rows:
         lines += ["", to_markdown(table)]
     return "\n".join(lines).rstrip() + "\n"
