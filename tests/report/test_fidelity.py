@@ -40,7 +40,8 @@ def test_every_audited_item_has_a_row_with_its_switch():
     for key in REQUIRED:
         assert key in rows, key
     for row in table.rows:
-        assert row[-1].startswith("`") and "released:" in row[-1], row
+        assert row[-1].startswith("`"), row
+        assert "released:" in row[-1], row
         assert row[5] in ("match", "**deviation**"), row
     deviations = {(r[0], r[1]) for r in table.rows if r[5] == "**deviation**"}
     # the two deviations the paper config keeps, each with its reason
@@ -63,7 +64,8 @@ def test_collapsed_rule():
     assert collapsed("completed", 3.0, 10)
     assert not collapsed("completed", 12.1, 10)
     assert not collapsed("diverged", None, 10)
-    assert not collapsed("completed", 30.0, 31) and collapsed("completed", 5.0, 31)
+    assert not collapsed("completed", 30.0, 31)
+    assert collapsed("completed", 5.0, 31)
 
 
 def test_collapsed_runs_are_marked_and_kept_in_the_mean(fx_config, tmp_path):
@@ -79,11 +81,14 @@ def test_collapsed_runs_are_marked_and_kept_in_the_mean(fx_config, tmp_path):
     tables = build_tables(fx_config, frame, load_reported(REPO / "configs/reported.yaml"))
     text = "\n".join(" ".join(map(str, r)) for t in tables.values() for r in t.rows)
     notes = "\n".join(n for t in tables.values() for n in t.notes)
-    assert "(1/" in text and "coll.)" in text
+    assert "(1/" in text
+    assert "coll.)" in text
     assert "collapsed (completed at chance level or below" in notes
 
 
 def test_verify_states_the_protocol_and_the_mcd_flag():
     notes = protocol_notes(load_config(REPO / "configs/paper.yaml"))
-    assert "protocol `oracle`" in notes[0] and "source_holdout: true" in notes[0]
-    assert notes[1] == MCD_GH_NOTE and "GH++" in MCD_GH_NOTE
+    assert "protocol `oracle`" in notes[0]
+    assert "source_holdout: true" in notes[0]
+    assert notes[1] == MCD_GH_NOTE
+    assert "GH++" in MCD_GH_NOTE

@@ -13,13 +13,14 @@ released, or "sum": parameters outside `measure` get the plain sum; `VectorHarmo
 `ghuda.harmonize.base` documents the backward semantics (measure scope, accumulation into
 ``.grad``) and the fallback of every degenerate case.
 
-Adding a harmonizer: one module with a class decorated by ``@register("name")``, plus its
-name in `MODULES` below. A harmonizer that owns its own step subclasses `Harmonizer`.
+Adding a harmonizer: one module in this package with a class decorated by
+``@register("name")`` (found on import, no list to edit), or a module outside named in
+``$GHUDA_PLUGINS`` (`ghuda.registry`). A harmonizer that owns its own step subclasses
+`Harmonizer`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import Tensor
@@ -34,12 +35,9 @@ from ghuda.harmonize.base import (
     PairStats,
     VectorHarmonizer,
 )
-from ghuda.harmonize.registry import make, names, register
+from ghuda.harmonize.registry import REGISTRY, make, names, register
 
-# Modules that register harmonizers on import, in the order tables show them.
-MODULES = ("sum", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum", "agr_rand", "metaalign")
-for _module in MODULES:
-    importlib.import_module(f"ghuda.harmonize.{_module}")
+REGISTRY.discover()
 
 
 def harmonize(name: str, g1: Tensor, g2: Tensor, **options: Any) -> Harmonized:
@@ -48,7 +46,6 @@ def harmonize(name: str, g1: Tensor, g2: Tensor, **options: Any) -> Harmonized:
 
 
 __all__ = [
-    "MODULES",
     "Coefficients",
     "ConflictHarmonizer",
     "ElementwiseHarmonizer",

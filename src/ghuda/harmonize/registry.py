@@ -1,40 +1,19 @@
-"""Name -> harmonizer class registry (timm-style registration decorator)."""
+"""The harmonizer registry (`ghuda.registry.Registry`) and `make`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ghuda.harmonize.base import Harmonizer
+from ghuda.registry import Registry
 
-_REGISTRY: dict[str, type[Harmonizer]] = {}
-H = TypeVar("H", bound=type[Harmonizer])
-
-
-def register(name: str) -> Callable[[H], H]:
-    """Class decorator: make the harmonizer available as `name`."""
-
-    def decorate(cls: H) -> H:
-        if name in _REGISTRY:
-            raise ValueError(f"harmonizer {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def names() -> list[str]:
-    """Registered harmonizer names, in registration order."""
-    return list(_REGISTRY)
+REGISTRY: Registry[type[Harmonizer]] = Registry("harmonizer", "ghuda.harmonize")
+register, names = REGISTRY.register, REGISTRY.names
 
 
 def make(name: str, **options: Any) -> Harmonizer:
     """Instantiate the harmonizer `name` with its options (unknown names/options are errors)."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown harmonizer {name!r}; choose from {names()}") from None
+    cls = REGISTRY.get(name)
     try:
         return cls(**options)
     except TypeError as err:

@@ -95,6 +95,7 @@ class Method(nn.Module, ABC):
     """
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # display name in tables and figures; default: `name`
     requires_backbone: ClassVar[str | None] = None
     RELEASE: ClassVar[Release] = Release()
     # > 0: the engine calls `refresh` before iterations 0, k, 2k, ... (k = refresh_every)

@@ -80,6 +80,8 @@ from ghuda.models.heads import discriminator, reverse_gradient
 class CDAN(Method):
     """CDAN+E; see the module docstring for losses, pair, groups and defaults."""
 
+    label: ClassVar[str] = "CDAN+E"
+
     RELEASE: ClassVar[release.Release] = release.Release(
         train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
         tasks=release.CDAN_SCRIPT_TASKS, not_released=("digits", "domainnet"),

@@ -135,6 +135,8 @@ def cluster_pseudo_labels(features: Tensor, probs: Tensor, rounds: int = 1) -> T
 class CGDM(MCD):
     """CGDM; see the module docstring for the added losses, pseudo-labels and defaults."""
 
+    label: ClassVar[str] = "CGDM"
+
     # Not in the GH release: the CGDM authors' VisDA settings are the defaults, with MCD's
     # optimizers and schedule.
     RELEASE: ClassVar[release.Release] = release.Release(

@@ -50,6 +50,8 @@ class DANN(Method):
     """`grl_max_iter` None stretches the reversal schedule over the run (Ganin's progress
     ``i / total``); the released code uses 10000 for 8004 iterations."""
 
+    label: ClassVar[str] = "DANN"
+
     RELEASE: ClassVar[release.Release] = release.Release(
         train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
         tasks=release.CDAN_SCRIPT_TASKS, not_released=("digits", "domainnet"),

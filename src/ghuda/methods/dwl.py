@@ -217,6 +217,8 @@ def dwl_discriminator(in_dim: int, hidden: int) -> nn.Sequential:
 class DWL(Method):
     """DWL; see the module docstring for the stages, pair, T, groups and defaults."""
 
+    label: ClassVar[str] = "DWL"
+
     RELEASE: ClassVar[release.Release] = release.Release(
         # dwl/main.py, dwl/solver.py: 200 epochs x 100 iterations, batch 32, constant lr 1e-3
         train={"steps": 20000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",

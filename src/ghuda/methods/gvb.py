@@ -109,6 +109,8 @@ class BridgedDiscriminator(nn.Module):
 class GVB(Method):
     """GVB-GD; see the module docstring for losses, pairs, groups and defaults."""
 
+    label: ClassVar[str] = "GVB-GD"
+
     # gvb/train_image.py ~332-349: Office-31 3e-4, but 1e-3 for W->A and D->A; Office-Home
     # 1e-3; VisDA 3e-4
     RELEASE: ClassVar[release.Release] = release.Release(

@@ -76,6 +76,8 @@ def mcd_head(in_dim: int, hidden: int, num_classes: int, dropout: float = 0.5) -
 class MCD(Method):
     """MCD; see the module docstring for the steps, pair, groups and defaults."""
 
+    label: ClassVar[str] = "MCD"
+
     RELEASE: ClassVar[release.Release] = release.Release(
         # mcd/mcd.sh, mcd/mcd.py: 20 epochs x 500 iterations, batch 32, constant lr 1e-3
         train={"steps": 10000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",

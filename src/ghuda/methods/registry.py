@@ -1,42 +1,16 @@
-"""Name -> UDA method class registry (timm-style registration decorator)."""
+"""The method registry (`ghuda.registry.Registry`) and `build`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from torch import nn
 
 from ghuda.methods.base import Method
+from ghuda.registry import Registry
 
-_REGISTRY: dict[str, type[Method]] = {}
-M = TypeVar("M", bound=type[Method])
-
-
-def register(name: str) -> Callable[[M], M]:
-    """Class decorator: make the method available as `name`."""
-
-    def decorate(cls: M) -> M:
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def names() -> list[str]:
-    """Registered method names, in registration order."""
-    return list(_REGISTRY)
-
-
-def get(name: str) -> type[Method]:
-    """The method class registered as `name`."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose from {names()}") from None
+REGISTRY: Registry[type[Method]] = Registry("method", "ghuda.methods")
+register, names, get = REGISTRY.register, REGISTRY.names, REGISTRY.get
 
 
 def build(name: str, backbone: nn.Module, feature_dim: int, num_classes: int,

@@ -29,6 +29,8 @@ from ghuda.methods.registry import register
 
 @register("source_only")
 class SourceOnly(Method):
+    label: ClassVar[str] = "Source only"
+
     RELEASE: ClassVar[release.Release] = release.Release(
         train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
         not_released=("office31", "office_home", "visda2017", "digits", "domainnet"),

@@ -137,6 +137,8 @@ def _two_layer(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 class SSRT(Method):
     """SSRT; see the module docstring for losses, pair, safe training, groups and defaults."""
 
+    label: ClassVar[str] = "SSRT"
+
     requires_backbone: ClassVar[str | None] = "vit"
     RELEASE: ClassVar[release.Release] = release.Release(
         # ssrt/main_SSRT_GH*.py, ssrt/trainer/argument_parser.py: batch 32, inv schedule,

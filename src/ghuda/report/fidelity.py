@@ -15,7 +15,7 @@ from ghuda.methods.release import RELEASE_REPO, RELEASED, Item, released_params
 from ghuda.models.torchvision_backbones import VIT_WEIGHTS
 from ghuda.report.grid import Run, expand_runs
 from ghuda.report.render import DASH, Table, to_markdown
-from ghuda.report.tables import method_label
+from ghuda.report.tables import method_label, method_order
 
 # Behaviours of the released scripts that the engine, not a method, reproduces.
 ENGINE_ITEMS = (
@@ -85,7 +85,8 @@ def fidelity_table(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> Table
     entries: list[tuple[str, Item, Run | None, Run | None]] = [
         ("all", item, _first_run(paper_runs, None, item.where), _first_run(digit_runs, None))
         for item in ENGINE_ITEMS]
-    for name in methods.names():
+    ordered = method_order(paper)
+    for name in ordered + [m for m in methods.names() if m not in ordered]:
         for item in methods.get(name).RELEASE.items:
             entries.append((name, item, _first_run(paper_runs, name, item.where),
                             _first_run(digit_runs, name)))

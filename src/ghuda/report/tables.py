@@ -23,10 +23,6 @@ from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
 from ghuda.report.reported import AVG, NOT_RECORDED, ReportedNumbers
 from ghuda.report.stats import Paired, mean_std, paired
 
-METHOD_LABELS = {
-    "source_only": "Source only", "dann": "DANN", "cdan": "CDAN+E", "gvb": "GVB-GD",
-    "mcd": "MCD", "dwl": "DWL", "ssrt": "SSRT", "cgdm": "CGDM",
-}
 PROTOCOL_TEXT = {
     "last": "last: final iterate",
     "source_val": "source_val: best held-out source-validation accuracy",
@@ -39,7 +35,13 @@ PAIRING_NOTE = ("Δ: mean paired difference to the baseline over seeds × tasks 
 
 
 def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    """The method's display label (`Method.label`); its name when unset or unregistered."""
+    from ghuda import methods
+
+    try:
+        return methods.get(method).label or method
+    except ValueError:
+        return method
 
 
 def task_label(task: str) -> str:
