@@ -87,6 +87,24 @@ def test_worker_prefetch_matches_in_process_reading():
                                                       strict=True)), step
 
 
+class _PidDataset(torch.utils.data.Dataset):
+    """Items carry the id of the process that read them."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int):
+        import os
+
+        return torch.tensor([float(os.getpid())]), i % 3
+
+
+def test_workers_live_across_epochs():
+    stream = BatchStream(_PidDataset(), 4, 0, stream=0, num_workers=2)  # 3 batches an epoch
+    pids = {int(stream.get(step)[0][0, 0]) for step in range(12)}  # four epochs
+    assert len(pids) <= 2  # the two workers of one DataLoader, not new ones every epoch
+
+
 def test_batch_size_larger_than_split_is_an_error():
     x, y = _data(3)
     with pytest.raises(ValueError, match="batch_size 4 exceeds"):

@@ -110,29 +110,49 @@ class BatchStream:
             x, y = self.tensors
             return x.index_select(0, idx), y.index_select(0, idx)
         if self.num_workers == 0:
-            epoch, pos = divmod(step, self.per_epoch)
             items = _KeyedItems(self.dataset, self.seed, self.stream)
-            first = pos * self.batch_size
-            return _collate([items[(epoch, first + j, int(i))] for j, i in enumerate(idx)])
+            return _collate([items[key_] for key_ in self.batch_items(step)])
         return self._from_workers(step)
 
+    def batch_items(self, step: int) -> list[tuple[int, int, int]]:
+        """The (epoch, position, index) keys of iteration `step`'s items (`_KeyedItems`)."""
+        epoch, pos = divmod(step, self.per_epoch)
+        first = pos * self.batch_size
+        return [(epoch, first + j, int(i)) for j, i in enumerate(self.indices(step))]
+
     def _from_workers(self, step: int) -> tuple[Tensor, Tensor]:
-        """Prefetch with DataLoader workers, from `step` to the end of its epoch."""
+        """Batches from DataLoader workers that live for the whole run.
+
+        One DataLoader iterates an endless keyed batch sampler (`_EndlessBatches`) from
+        `step` on, across epochs, so worker processes start once (and again only when the
+        engine asks for a step out of sequence, e.g. after a resume); batches are prefetched
+        and, on CUDA, pinned.
+        """
         if self._loader is None or step != self._next_step:
-            epoch, pos = divmod(step, self.per_epoch)
-            order = self._order(epoch).tolist()
-            batches = [[(epoch, b * self.batch_size + j, order[b * self.batch_size + j])
-                        for j in range(self.batch_size)] for b in range(pos, self.per_epoch)]
-            self._loader = iter(DataLoader(_KeyedItems(self.dataset, self.seed, self.stream),
-                                           batch_sampler=batches, num_workers=self.num_workers,
-                                           collate_fn=_collate,
-                                           pin_memory=torch.cuda.is_available()))
+            self._loader = iter(DataLoader(
+                _KeyedItems(self.dataset, self.seed, self.stream),
+                batch_sampler=_EndlessBatches(self, step), num_workers=self.num_workers,
+                collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+                prefetch_factor=PREFETCH_BATCHES))
         self._next_step = step + 1
-        if (step + 1) % self.per_epoch == 0:
-            batch = next(self._loader)
-            self._loader = None
-            return batch
         return next(self._loader)
+
+
+# Batches each worker prepares ahead of the training loop.
+PREFETCH_BATCHES = 4
+
+
+class _EndlessBatches:
+    """Batch sampler of `BatchStream.batch_items` for iterations start, start + 1, ..."""
+
+    def __init__(self, stream: BatchStream, start: int) -> None:
+        self.stream, self.start = stream, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        step = self.start
+        while True:
+            yield self.stream.batch_items(step)
+            step += 1
 
 
 def _collate(items: list[Any]) -> tuple[Tensor, Tensor]:
