@@ -4,12 +4,8 @@ from pathlib import Path
 
 import yaml
 
-from ghuda.report.config import check_config
 from ghuda.report.grid import expand_runs, task_dir
 from ghuda.report.outputs import figure_names, table_names
-
-# Cross-reference checks and registry checks (method / harmonizer names) before any job runs.
-check_config(config, source="config", check_registry=True)
 
 RES = f"{config['results_dir']}/{config['name']}"
 TABLES = config["tables_dir"]
