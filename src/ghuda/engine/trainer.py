@@ -112,11 +112,24 @@ class Trainer:
                       f"seed{self.t['seed']}")
 
     # ------------------------------------------------------------------ setup
+    def check_folder(self) -> None:
+        """The run folder must be a folder (or not exist yet, under an existing folder)."""
+        out = self.paths.out
+        for path in (out, *out.parents):
+            if path.is_dir():
+                return
+            if path.exists():
+                what = "--out" if path == out else f"--out {out}: its parent"
+                raise RunFolderError(f"{what} {path} is an existing file, not a folder; "
+                                     "choose a folder path for the run (it is created if "
+                                     "missing). Nothing was written.")
+
     def completed(self) -> dict[str, Any] | None:
         """The metrics of a completed run of this same config in the folder, if any.
 
         A completed run of another config is an error (never overwritten silently).
         """
+        self.check_folder()
         p = self.paths
         if self.fresh or not p.metrics.exists():
             return None
@@ -342,6 +355,7 @@ class Trainer:
         Problems a config check cannot see (e.g. ``train.lr_multipliers`` naming a group the
         method lacks) raise ValueError here, before any output is written.
         """
+        self.check_folder()
         self.runtime = make_runtime(self.t)
         seed_everything(self.t["seed"])
         self._build(self.runtime)
