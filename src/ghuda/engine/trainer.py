@@ -448,7 +448,10 @@ class Trainer:
         write_json(self.paths.metrics, metrics)
         if not self.t["keep_checkpoint"]:
             self.paths.checkpoint.unlink(missing_ok=True)
-        progress.log("done", **{f"{k}_acc": v["acc"] for k, v in metrics["protocols"].items()},
+        # target accuracy under each protocol: `target_acc.source_val` is the target score of
+        # the checkpoint chosen on source validation, not the `source_val_acc` of eval lines
+        progress.log("done", **{f"target_acc.{k}": v["acc"]
+                                for k, v in metrics["protocols"].items()},
                      wall_s=cost["wall_s"])
         return metrics
 
