@@ -38,6 +38,9 @@ except ConfigError as err:
     sys.exit(2)
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -48,6 +51,7 @@ rule all:
     default_target: True
     input:
         rules.report.output,
+        rules.landing.output,
 
 
 onsuccess:

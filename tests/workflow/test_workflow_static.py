@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, copy_checkout, snakemake
 
 # Training jobs of configs/paper.yaml per dataset: tasks x 3 seeds x (source-only + 6
 # baselines x {sum, gh, ghpp} (5 on Digits: no SSRT) + DANN, CDAN+E x {ghpp_exact, pcgrad,
@@ -148,3 +148,16 @@ def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, t
         cfg = load(path, [f"dataset.root={digits_mini_root}"])
         Trainer(cfg, tmp_path / "out").setup()
     assert seen
+
+
+def test_report_on_a_fresh_clone_warns_once_about_metadata(tmp_path):
+    """`snakemake --report` before the pipeline ran: one plain line about missing metadata
+    (not one per output), and the error names the first missing file."""
+    work = copy_checkout(tmp_path / "clone")
+    proc = snakemake("--report", "report.html", cwd=work)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Missing metadata" not in output
+    assert output.count("Some outputs have no Snakemake metadata") == 1
+    assert "Run `snakemake --cores all` first" in output
+    assert not (work / "report.html").exists()
