@@ -35,10 +35,12 @@ def test_lint_is_clean():
 
 
 @pytest.mark.slow
-def test_paper_dry_run_lists_the_expected_training_jobs():
-    proc = snakemake("-n", "--configfile", "configs/paper.yaml")
+def test_paper_dry_run_lists_the_expected_training_jobs(tmp_path):
+    results = str(tmp_path / "results")
+    proc = snakemake("-n", "--configfile", "configs/paper.yaml", "--config",
+                     f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = _train_jobs(proc.stdout)
+    counts = _train_jobs(proc.stdout, results)
     assert dict(counts) == PAPER_TRAIN_JOBS
     assert sum(counts.values()) == 4653
     # every training job asks for one GPU, its memory and its run time
@@ -92,13 +94,14 @@ def test_bad_config_names_the_key(tmp_path, edit, message):
     assert len(output.splitlines()) <= 3, output
 
 
-def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus():
-    plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml")
+def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus(tmp_path):
+    work = copy_checkout(tmp_path / "clone")  # whatever results/ of the checkout holds
+    plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml", cwd=work)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert _train_jobs(plain.stdout) == {"digits_mini": 4}  # not merged with default.yaml
     assert "gpu_lock.py" not in plain.stdout  # CPU jobs run directly
     proc = snakemake("-n", "-p", "--profile", "workflow/profiles/gpu-local", "--configfile",
-                     "configs/ci.yaml", "--set-resources", "train:gpu=1")
+                     "configs/ci.yaml", "--set-resources", "train:gpu=1", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("python workflow/scripts/gpu_lock.py --gpus 1 -- ghuda train") == 4
 
