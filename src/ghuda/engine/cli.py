@@ -101,4 +101,9 @@ def _train(trainer, record_divergence: bool) -> int:
     except (CheckpointError, RunFolderError) as err:
         print(f"ghuda train: {err}", file=sys.stderr)
         return EXIT_FOLDER
+    except OSError as err:  # e.g. a read-only or full disk under --out
+        print(f"ghuda train: cannot write the run folder {trainer.paths.out} "
+              f"({err.strerror}: {err.filename}); choose another --out or free the disk.",
+              file=sys.stderr)
+        return EXIT_FOLDER
     return 0
