@@ -161,3 +161,12 @@ def test_default_data_root_follows_the_working_directory(tmp_path, monkeypatch):
     (checkout / "runs").mkdir()
     monkeypatch.chdir(checkout / "runs")
     assert data_root() == checkout / "data"
+
+
+def test_unwritable_run_folder(cli_args, capsys):
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc (a folder where nothing can be created)")
+    assert main(cli_args(Path("/proc/ghuda_run"))) == EXIT_FOLDER
+    err = capsys.readouterr().err
+    _one_paragraph(err)
+    assert "cannot write the run folder /proc/ghuda_run" in err
