@@ -9,7 +9,13 @@ Rules: data -> train (one job per run) -> aggregate -> tables, figures -> theory
 -> report (tables/README.md). See workflow/rules/*.smk.
 """
 
-from snakemake.utils import min_version, validate
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from ghuda.report.check import check_pipeline
+from ghuda.report.config import ConfigError
 
 min_version("9.0")
 
@@ -20,7 +26,19 @@ if not workflow.overwrite_configfiles:
     configfile: "configs/default.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Before any job is planned: the schema (workflow/schemas/config.schema.yaml, defaults filled),
+# cross-references, registry names and every run config the grid expands to (the same check
+# as `ghuda config check FILE`). A user error is one paragraph and exit status 2.
+try:
+    check_pipeline(config, source=", ".join(map(str, workflow.configfiles)) or "config",
+                   root=Path(workflow.basedir))
+except ConfigError as err:
+    print(f"Pipeline config error: {err}\nNothing was run. Fix the config and run again "
+          "(`ghuda config check FILE` checks a config without Snakemake).", file=sys.stderr)
+    sys.exit(2)
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -33,6 +51,7 @@ rule all:
     default_target: True
     input:
         rules.report.output,
+        rules.landing.output,
 
 
 onsuccess:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from ghuda.data import digits_mini
-from ghuda.data.paths import REPO_ROOT
 
 
 def _usable(root: Path) -> bool:
@@ -27,7 +26,7 @@ def _usable(root: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def digits_mini_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo_data = REPO_ROOT / "data"
+    repo_data = Path(__file__).resolve().parents[1] / "data"
     if _usable(repo_data):
         return repo_data
     root = tmp_path_factory.mktemp("data")

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ghuda.data.cli", "build, fetch, register and verify datasets"),
     "theory": ("ghuda.theory.cli", "run the numerical checks of GH / GH++ theory"),
     "report": ("ghuda.report.cli", "aggregate runs into tables, figures and verdicts"),
+    "config": ("ghuda.report.check", "check a pipeline or run config before anything runs"),
 }
 
 
@@ -36,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ghuda: unknown command {command!r}; choose from {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # `ghuda train` says how to resume; the others have no state
+        print(f"ghuda {command}: interrupted (Ctrl-C); run the same command again.",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

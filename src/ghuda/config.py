@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import hashlib
 import inspect
 import json
@@ -155,6 +156,11 @@ def _coerce(key: str, value: Any, field: Field) -> Any:
     return value
 
 
+def _did_you_mean(word: Any, allowed: Iterable[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(str(word), list(allowed), n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
 def resolve(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     """Fill defaults, reject unknown keys and wrong types (no registry look-ups)."""
     raw = {} if raw is None else raw
@@ -162,8 +168,8 @@ def resolve(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(_ORDER))
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r}; allowed top-level keys: "
-                          f"{', '.join(_ORDER)}")
+        raise ConfigError(f"unknown key {unknown[0]!r}{_did_you_mean(unknown[0], _ORDER)}; "
+                          f"allowed top-level keys: {', '.join(_ORDER)}")
     cfg = defaults()
     for section, value in raw.items():
         if section in _TOP_LEVEL:
@@ -176,7 +182,8 @@ def resolve(raw: Mapping[str, Any] | None) -> dict[str, Any]:
                               f"{', '.join(SCHEMA[section])}, got {value!r}")
         for key, item in value.items():
             if key not in SCHEMA[section]:
-                raise ConfigError(f"unknown key '{section}.{key}'; allowed keys in "
+                hint = _did_you_mean(key, SCHEMA[section], f"{section}.")
+                raise ConfigError(f"unknown key '{section}.{key}'{hint}; allowed keys in "
                                   f"'{section}': {', '.join(SCHEMA[section])}")
             cfg[section][key] = _coerce(f"{section}.{key}", item, SCHEMA[section][key])
     return cfg
@@ -312,10 +319,37 @@ def validate(cfg: dict[str, Any]) -> None:
 
     hz = cfg["harmonizer"]
     _choose("harmonizer.name", hz["name"], harmonize.names())
+    _check_harmonizer_options(hz["name"], hz["options"])
     try:
         harmonize.make(hz["name"], mode=hz["mode"], **hz["options"])
     except ValueError as err:
         raise ConfigError(f"harmonizer.options: {err}") from None
+
+
+def _harmonizer_options(name: str) -> list[str]:
+    """Options harmonizer `name` takes under ``harmonizer.options`` (``mode`` has its own key)."""
+    from ghuda import harmonize
+
+    params = list(inspect.signature(type(harmonize.make(name)).__init__).parameters.values())[1:]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "mode"]
+
+
+def _check_harmonizer_options(name: str, options: Mapping[str, Any]) -> None:
+    """Each option must be one the harmonizer takes; the error says which harmonizers take it."""
+    from ghuda import harmonize
+
+    if "mode" in options:
+        raise ConfigError("harmonizer.options.mode: set it as harmonizer.mode (direct | "
+                          "weighted_loss), not as an option")
+    allowed = _harmonizer_options(name)
+    for option in options:
+        if option in allowed:
+            continue
+        takers = [n for n in harmonize.names() if option in _harmonizer_options(n)]
+        where = (f" '{option}' is an option of {', '.join(takers)}." if takers else "")
+        raise ConfigError(f"harmonizer.options.{option}: harmonizer {name!r} has no option "
+                          f"{option!r}; its options: {', '.join(allowed) or 'none'}.{where}")
 
 
 def variant(cfg: Mapping[str, Any]) -> str:

@@ -151,9 +151,19 @@ def test_record_divergence_writes_a_diverged_metrics_and_exits_zero(cli_args, tm
                  "--record-divergence"]) == 0
 
 
-def test_completed_run_has_status_completed(cli_args, tmp_path):
-    assert main(cli_args(tmp_path, "method.name=source_only")) == 0
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+def test_completed_run_has_status_completed(cli_args, tmp_path, capsys):
+    assert main([*cli_args(tmp_path, "method.name=source_only"), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    # log keys: source_val_acc only on eval lines (source validation); the done line names
+    # the target accuracy of each protocol
+    lines = capsys.readouterr().err.splitlines()
+    evals = [ln for ln in lines if " eval " in ln]
+    done = next(ln for ln in lines if " done " in ln)
+    assert all("source_val_acc=" in ln for ln in evals)
+    assert "source_val_acc=" not in done
+    acc = metrics["protocols"]["source_val"]["acc"]
+    assert f"target_acc.source_val={acc:.4g}" in done
 
 
 def test_python_dash_m_train_entry_point(tmp_path):

@@ -97,8 +97,10 @@ def test_features_must_name_trained_runs(fx_config):
 
 @pytest.mark.parametrize("name", ["default", "paper", "ci"])
 def test_shipped_configs_validate_against_registries(name):
+    from ghuda.report.check import check_runs
+
     config = load_config(REPO / "configs" / f"{name}.yaml", check_registry=True)
-    assert expand_runs(config)
+    assert check_runs(config, name) == len(expand_runs(config)) > 0
 
 
 def test_default_config_meets_the_issue_minimum():
@@ -159,3 +161,34 @@ def test_validate_schema_fills_defaults():
     assert config["results_dir"] == "results"
     assert config["tables"]["protocol"] == "last"
     assert config["resources"] == {"gpu": 0, "mem_mb": 2000, "runtime": 30, "threads": 1}
+
+
+@pytest.mark.parametrize(("where", "edit", "message"), [
+    ("run_defaults", lambda c: c["run_defaults"]["train"].update(stpes=5),
+     "run_defaults: unknown key 'train.stpes' (did you mean 'train.steps'?)"),
+    ("a grid block", lambda c: c["grid"][0].update(run={"train": {"lr": "fast"}}),
+     "grid[0] (main).run: train.lr: expected float, got str 'fast'"),
+    ("a method block", lambda c: c["datasets"]["digits_mini"].update(
+        methods={"dann": {"run": {"method": {"params": {"trade_of": 1.0}}}}}),
+     "the run digits_mini synth->optdigits dann/sum seed 0 (grid block 'main') has an invalid "
+     "run config: method.params.trade_of: unknown option"),
+])
+def test_config_check_validates_every_run_config(tmp_path, capsys, where, edit, message):
+    from ghuda.report.check import main
+
+    config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+    assert main(["check", str(_write(tmp_path, config))]) == 0
+    assert "its 4 run configs are valid" in capsys.readouterr().out
+    edit(config)
+    path = _write(tmp_path, config)
+    assert main(["check", str(path)]) == 2, where
+    err = capsys.readouterr().err
+    assert f"{path}, {message}" in err or f"{path}: {message}" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_config_check_takes_a_run_config(capsys):
+    from ghuda.report.check import main
+
+    assert main(["check", str(REPO / "configs" / "digits_mini.yaml")]) == 0
+    assert "run config valid" in capsys.readouterr().out

@@ -64,3 +64,55 @@ def test_unknown_figure_is_an_error(fx_summary, tmp_path):
     with pytest.raises(ValueError, match="unknown figure 'pie'"):
         make_figure("pie", config, summary, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def _draw(name: str, config, summary):
+    from ghuda.report.figures import FIGURES, STYLE, _plt
+
+    with _plt().rc_context(STYLE):
+        return FIGURES[name](config, summary)
+
+
+def test_weight_curves_leave_a_gap_at_a_fallback():
+    """Exact GH++ is undefined at 180°: its fallback is not drawn as part of the curve."""
+    w1, w2 = _weight_curves("ghpp_exact", {"t": 0.5}, np.array([120.0, 179.0, 180.0]), 1.0)
+    assert np.isfinite(w1[:2]).all()
+    assert np.isfinite(w2[:2]).all()
+    assert np.isnan(w1[2])
+    assert np.isnan(w2[2])
+
+
+def test_step_cost_bars_are_centred_on_their_method_and_memory_is_shown(fx_summary):
+    config, summary = fx_summary
+    runs = summary["runs"]
+    summary["runs"] = runs[(runs["method"] == "dann") | (runs["variant"] == "sum")]
+    fig = _draw("step_cost", config, summary)
+    time_ax, memory_ax = fig.axes[:2]
+    assert memory_ax.get_ylabel() == "peak memory (MB)"
+    ticks = [t.get_text() for t in memory_ax.get_xticklabels()]
+    assert ticks == ["DANN", "CDAN+E"]
+    for ax in (time_ax, memory_ax):
+        centres = [p.get_x() + p.get_width() / 2 for p in ax.patches]
+        dann, cdan = [c for c in centres if c < 0.5], [c for c in centres if c >= 0.5]
+        assert (len(dann), len(cdan)) == (3, 1)  # cdan: the baseline only
+        assert np.mean(dann) == pytest.approx(0.0)
+        assert cdan[0] == pytest.approx(1.0)  # the lone bar sits on its label
+
+
+def test_conflict_figure_has_bands_in_both_panels_and_distinct_styles(fx_summary):
+    config, summary = fx_summary
+    fig = _draw("conflict_over_training", config, summary)
+    top, bottom = fig.axes[:2]
+    assert len(top.collections) == len(bottom.collections) == len(top.lines) > 1
+    styles = {(str(line.get_color()), line.get_linestyle(), line.get_marker())
+              for line in top.lines}
+    assert len(styles) == len(top.lines)
+
+
+def test_angle_histogram_explains_why_released_ghpp_keeps_the_angle(fx_summary):
+    config, summary = fx_summary
+    fig = _draw("angle_histograms", config, summary)
+    titles = {ax.get_title().split(",")[0]: ax.get_title() for ax in fig.axes if ax.get_title()}
+    assert "before = after" in titles["+GH++ (ghpp)"]
+    assert "before = after" not in titles["+GH (gh)"]
+    assert "zero part" not in " ".join(titles.values())

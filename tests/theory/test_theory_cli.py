@@ -39,7 +39,24 @@ def test_writes_table_and_figure(tmp_path, tiny, capsys):
     assert (tmp_path / "f" / "theory_violations.pdf").stat().st_size > 1000
     leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
     assert leftovers == []
-    assert "failing properties" in capsys.readouterr().out
+    assert "unexpected failures: none" in capsys.readouterr().out
+    assert "issue" not in text
+    assert "REFERENCE" not in text
+
+
+def test_unexpected_failure_exits_1(tmp_path, monkeypatch, capsys):
+    """A property outside docs/theory.md's list that fails makes the command exit 1; the
+    documented ones (5a here) do not."""
+    report = TheoryReport(settings=suite.Settings(), results=[_result("1a", 2), _result("5a", 3)])
+    monkeypatch.setattr(suite, "run_checks", lambda *a, **k: report)
+    table = tmp_path / "theory.md"
+    assert cli.main(["theory", "--quick", "--out-table", str(table)]) == 1
+    captured = capsys.readouterr()
+    assert "expected to fail (docs/theory.md): 5a; unexpected failures: 1a" in captured.out
+    assert "properties 1a fail and are not documented to fail" in captured.err
+    assert "**fails** (UNEXPECTED)" in table.read_text()
+    report.results = [_result("1a", 0), _result("5a", 3)]
+    assert cli.main(["theory", "--quick", "--out-table", str(table)]) == 0
 
 
 def test_missing_runs_directory_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -73,9 +90,10 @@ def test_table_reports_failing_and_not_run_properties():
                           results=[_result("1a", 0), _result("5a", 3),
                                    _result("4a", 0, cases=0, note="no runs here")])
     text = render(report, "figures/x")
-    assert "| 5a | property 5a | h | 10 | 0.5 rel | 30% | **fails** |" in text
+    assert "| 5a | property 5a | h | 10 | 0.5 rel | 30% | **fails** (expected) |" in text
     assert "### 5a property 5a — h" in text
     assert "Fails on 3 of 10 cases" in text
+    assert "Expected: the released weights depend on the angle only" in text
     assert "not run" in text
     assert "no runs here" in text
     assert "| 1a | property 1a | h | 10 | 0 rel | 0 | holds |" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,16 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: float = 600,
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env,
                           check=False)
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The working tree as git sees it (tracked and untracked, not ignored): no results, no
+    Snakemake metadata, as on a fresh clone."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest

@@ -7,32 +7,16 @@ do, and `snakemake --report` builds the HTML report.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import copy_checkout, snakemake
 
 from ghuda.report.outputs import figure_names, table_names
 
 
-def _copy_checkout(dest: Path) -> Path:
-    """The working tree as git sees it (tracked and untracked, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
-
-
 @pytest.mark.slow
 def test_ci_config_end_to_end(tmp_path):
-    work = _copy_checkout(tmp_path / "repo")
+    work = copy_checkout(tmp_path / "repo")
     proc = snakemake("--cores", "2", "--configfile", "configs/ci.yaml", cwd=work, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
 
@@ -53,7 +37,12 @@ def test_ci_config_end_to_end(tmp_path):
 
     report = snakemake("--report", "report.html", "--configfile", "configs/ci.yaml", cwd=work)
     assert report.returncode == 0, report.stderr[-3000:]
+    assert "metadata" not in report.stdout + report.stderr
     html = (work / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
     for name in ("digits_mini.md", "conflict_over_training.png", "verify.md"):
         assert name in html
+    # the landing page describes the artifact and shows the main tables rendered
+    assert "Gradient Harmonization in Unsupervised Domain Adaptation, reproduced" in html
+    assert "Main table: digits-mini" in html
+    assert 'text-align:left\\">Method</th>' in html  # a rendered table (JSON-escaped)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, copy_checkout, snakemake
 
 # Training jobs of configs/paper.yaml per dataset: tasks x 3 seeds x (source-only + 6
 # baselines x {sum, gh, ghpp} (5 on Digits: no SSRT) + DANN, CDAN+E x {ghpp_exact, pcgrad,
@@ -21,9 +21,9 @@ PAPER_TRAIN_JOBS = {
 }
 
 
-def _train_jobs(dry_run_output: str) -> Counter:
-    outputs = re.findall(r"^rule train:\n(?:    .*\n)*?    output: results/\w+/(\w+)/",
-                         dry_run_output, flags=re.MULTILINE)
+def _train_jobs(dry_run_output: str, results: str = "results") -> Counter:
+    outputs = re.findall(rf"^rule train:\n(?:    .*\n)*?    output: {re.escape(results)}/\w+/"
+                         r"(\w+)/", dry_run_output, flags=re.MULTILINE)
     return Counter(outputs)
 
 
@@ -35,10 +35,12 @@ def test_lint_is_clean():
 
 
 @pytest.mark.slow
-def test_paper_dry_run_lists_the_expected_training_jobs():
-    proc = snakemake("-n", "--configfile", "configs/paper.yaml")
+def test_paper_dry_run_lists_the_expected_training_jobs(tmp_path):
+    results = str(tmp_path / "results")
+    proc = snakemake("-n", "--configfile", "configs/paper.yaml", "--config",
+                     f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = _train_jobs(proc.stdout)
+    counts = _train_jobs(proc.stdout, results)
     assert dict(counts) == PAPER_TRAIN_JOBS
     assert sum(counts.values()) == 4653
     # every training job asks for one GPU, its memory and its run time
@@ -48,14 +50,17 @@ def test_paper_dry_run_lists_the_expected_training_jobs():
     assert all("gpu=1" in r and "runtime=" in r and "mem_mb=" in r for r in resources)
 
 
-def test_default_dry_run_trains_the_default_grid():
+def test_default_dry_run_trains_the_default_grid(tmp_path):
+    """Against an empty results folder, so that runs a `make reproduce` left in results/ do
+    not change what the dry run plans."""
     from ghuda.report.config import load_config
     from ghuda.report.grid import expand_runs
 
-    proc = snakemake("-n")
+    results = str(tmp_path / "results")
+    proc = snakemake("-n", "--config", f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = len(expand_runs(load_config(REPO / "configs" / "default.yaml")))
-    assert _train_jobs(proc.stdout) == {"digits_mini": expected}
+    assert _train_jobs(proc.stdout, results) == {"digits_mini": expected}
     for rule in ("aggregate", "tables", "theory", "verify", "compute_budget", "report"):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
 
@@ -64,6 +69,12 @@ def test_default_dry_run_trains_the_default_grid():
     ({"variants": {"gh": {"harmonizer": "gh"}}}, "'label' is a required property"),
     ({"grid": [{"name": "g", "methods": ["dann"], "variants": ["nope"], "seeds": [0]}]},
      "'grid/0(g)/variants' names 'nope'"),
+    ({"gird": []}, "('gird' was unexpected)"),
+    # run-config errors: found before any job is planned, not inside the first training job
+    ({"run_defaults": {"train": {"stpes": 5}}},
+     "run_defaults: unknown key 'train.stpes' (did you mean 'train.steps'?)"),
+    ({"variants": {"gh": {"harmonizer": "gh", "label": "+GH", "options": {"t": 0.5}}}},
+     "harmonizer.options.t: harmonizer 'gh' has no option 't'"),
 ])
 def test_bad_config_names_the_key(tmp_path, edit, message):
     config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
@@ -75,17 +86,22 @@ def test_bad_config_names_the_key(tmp_path, edit, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "--configfile", str(path))
-    assert proc.returncode != 0
-    assert message in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    output = proc.stdout + proc.stderr
+    assert message in output
+    assert str(path) in output
+    assert "Traceback" not in output
+    assert len(output.splitlines()) <= 3, output
 
 
-def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus():
-    plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml")
+def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus(tmp_path):
+    work = copy_checkout(tmp_path / "clone")  # whatever results/ of the checkout holds
+    plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml", cwd=work)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert _train_jobs(plain.stdout) == {"digits_mini": 4}  # not merged with default.yaml
     assert "gpu_lock.py" not in plain.stdout  # CPU jobs run directly
     proc = snakemake("-n", "-p", "--profile", "workflow/profiles/gpu-local", "--configfile",
-                     "configs/ci.yaml", "--set-resources", "train:gpu=1")
+                     "configs/ci.yaml", "--set-resources", "train:gpu=1", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("python workflow/scripts/gpu_lock.py --gpus 1 -- ghuda train") == 4
 
@@ -135,3 +151,16 @@ def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, t
         cfg = load(path, [f"dataset.root={digits_mini_root}"])
         Trainer(cfg, tmp_path / "out").setup()
     assert seen
+
+
+def test_report_on_a_fresh_clone_warns_once_about_metadata(tmp_path):
+    """`snakemake --report` before the pipeline ran: one plain line about missing metadata
+    (not one per output), and the error names the first missing file."""
+    work = copy_checkout(tmp_path / "clone")
+    proc = snakemake("--report", "report.html", cwd=work)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Missing metadata" not in output
+    assert output.count("Some outputs have no Snakemake metadata") == 1
+    assert "Run `snakemake --cores all` first" in output
+    assert not (work / "report.html").exists()

@@ -1,5 +1,6 @@
 # Aggregate -> tables -> figures -> theory checks -> verify -> report.
-# Outputs marked report() make up `snakemake --report report.html`.
+# Outputs marked report() make up `snakemake --report report.html`; its landing page
+# (workflow/report/workflow.rst) embeds LANDING, the main tables rendered as HTML.
 
 
 rule pipeline_config:
@@ -191,3 +192,23 @@ rule report:
     shell:
         "ghuda report index --config {input.config:q} --tables {params.tables:q}"
         " --figures {params.figures:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule landing:
+    """The main tables rendered as HTML, embedded in the HTML report's landing page."""
+    input:
+        config=rules.pipeline_config.output[0],
+        tables=TABLE_FILES,
+        verify=rules.verify.output[0],
+    output:
+        report(LANDING, caption="../report/landing.rst", category="Index"),
+    log:
+        f"{RES}/logs/landing.log",
+    params:
+        tables=lambda w, input: Path(input.verify).parent,
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "ghuda report landing --config {input.config:q} --tables {params.tables:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -64,7 +64,8 @@ def require(dataset: str, root: Root = None) -> Path:
         raise DatasetNotFoundError(
             f"{s.title} is not available: {path / MANIFEST} does not exist. "
             f"Get it with: {s.obtain.format(dir=path)}   (data root: {data_root(root)}; "
-            "set $GHUDA_DATA or pass root= to use another)")
+            "to use another: `--set dataset.root=DIR` for ghuda train, `--root DIR` for "
+            "ghuda data, or the environment variable $GHUDA_DATA)")
     return path
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ghuda.data.paths import DatasetCorruptError
 from ghuda.data.registry import Part
 from ghuda.data.splits import VAL_FRACTION, stratified_val_indices
 
@@ -233,32 +234,57 @@ def expected() -> dict:
     return json.loads(EXPECTED_FILE.read_text())
 
 
+def rebuild_hint(root: str | os.PathLike[str]) -> str:
+    """The command that rebuilds digits-mini into `root` (the dataset folder)."""
+    return f"ghuda data build digits-mini --out {root}"
+
+
 def verify(root: str | os.PathLike[str]) -> dict:
-    """Check every file against the manifest; raise ValueError naming the first bad file."""
+    """Check every file against the manifest; raise ValueError naming the first bad file and
+    the command that rebuilds it."""
     root = Path(root)
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = _manifest(root)
     for domain, entry in manifest["domains"].items():
         path = root / entry["file"]
         if not path.is_file():
-            raise FileNotFoundError(f"digits-mini domain {domain!r}: {path} is missing")
+            raise FileNotFoundError(f"digits-mini domain {domain!r}: {path} is missing. "
+                                    f"Rebuild digits-mini: {rebuild_hint(root)}")
         digest = sha256_file(path)
         if digest != entry["sha256"]:
-            raise ValueError(f"digits-mini: checksum mismatch for {path}: "
-                             f"expected {entry['sha256']}, got {digest}")
+            raise ValueError(f"digits-mini: checksum mismatch for {path}: expected "
+                             f"{entry['sha256']}, got {digest} (the file was changed, truncated "
+                             f"or corrupted). Rebuild digits-mini: {rebuild_hint(root)}")
     return manifest
 
 
+def _manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetCorruptError(f"{path} is unreadable ({type(err).__name__}: {err}). "
+                                  f"Rebuild digits-mini: {rebuild_hint(root)}") from None
+
+
 def load_arrays(root: str | os.PathLike[str], domain: str) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images N x 32 x 32 x 3, int64 labels N) of one built domain."""
-    with np.load(Path(root) / f"{domain}.npz", allow_pickle=False) as z:
-        return z["images"], z["labels"].astype(np.int64)
+    """(uint8 images N x 32 x 32 x 3, int64 labels N) of one built domain; a corrupt or
+    truncated file raises DatasetCorruptError naming it and the rebuild command."""
+    path = Path(root) / f"{domain}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["images"], z["labels"].astype(np.int64)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise DatasetCorruptError(
+            f"{path} is unreadable ({type(err).__name__}: {err}): the file is corrupt or "
+            f"truncated. Rebuild digits-mini: {rebuild_hint(root)} (`ghuda data verify "
+            "digits-mini` checks every file against its manifest).") from None
 
 
 def read(root: Path, domain: str, part: str) -> Part:
     """Backend for `ghuda.data.load`: a built domain with its recorded validation split."""
     if part != "all":
         raise ValueError(f"digits-mini has no official {part!r} part")
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = _manifest(root)
     images, labels = load_arrays(root, domain)
     val = np.asarray(manifest["domains"][domain]["split"]["val_indices"], dtype=np.int64)
     return Part(labels=labels, images=images, val_indices=val)

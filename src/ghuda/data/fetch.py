@@ -165,10 +165,32 @@ def fetch(dataset: str, *, root: str | os.PathLike[str] | None = None,
     recipe = Recipe.load(dataset, recipe_file)
     folder = data_root(root) / "downloads" / recipe.dataset
     dest = Path(dest) if dest else data_root(root) / recipe.dataset
+    made = [d for d in (folder.parent, folder) if not d.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     ignore = folder.parent / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# downloaded archives: a local cache, never committed\n*\n")
+    try:
+        _download_all(recipe, folder, dest, recipe_file, mirror, timeout, log)
+    except (FetchError, KeyboardInterrupt):
+        _remove_empty(made, ignore)
+        raise
+    return register(dataset, [folder], root=root, dest=dest, recipe_file=recipe_file, dvc=dvc,
+                    force=force, log=log)
+
+
+def _remove_empty(made: list[Path], ignore: Path) -> None:
+    """Remove the download folders this fetch created if nothing was downloaded into them."""
+    for d in reversed(made):
+        if d == ignore.parent and [p.name for p in d.iterdir()] == [ignore.name]:
+            ignore.unlink()
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+
+def _download_all(recipe: Recipe, folder: Path, dest: Path, recipe_file: str | None,
+                  mirror: str | None, timeout: float, log) -> None:
+    """Download and check every archive of `recipe` into `folder` (FetchError if one fails)."""
     for archive in recipe.archives:
         target = folder / archive.file
         if target.is_file():
@@ -194,8 +216,6 @@ def fetch(dataset: str, *, root: str | os.PathLike[str] | None = None,
             raise FetchError(f"could not download {archive.file} for {recipe.title}:\n"
                              + "\n".join(errors) + "\n  "
                              + _manual_help(recipe, folder, dest, recipe_file))
-    return register(dataset, [folder], root=root, dest=dest, recipe_file=recipe_file, dvc=dvc,
-                    force=force, log=log)
 
 
 def get(dataset: str, *, root: str | os.PathLike[str] | None = None,

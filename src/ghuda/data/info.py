@@ -42,5 +42,6 @@ def describe(dataset: str | None = None, root: str | os.PathLike[str] | None = N
                 ck = (f"{a.checksum['algorithm']} known ({a.checksum['source']})" if a.checksum
                       else "checksum unknown")
                 lines.append(f"  file {a.file}: {a.urls[0]}; {ck}")
-        lines.append(f"  get it: {s.obtain.format(dir=path)}")
+        if status == "missing":
+            lines.append(f"  get it: {s.obtain.format(dir=path)}")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """`ghuda train --config FILE [--set key=value ...] --out DIR` (docs/config.md).
 
-Exit status: 0 done (or already complete), 2 configuration error (nothing was started),
-3 non-finite loss, 4 run-folder or checkpoint problem, 5 missing ImageNet weights.
+Exit status: 0 done (or already complete), 2 configuration or data error (nothing was
+started), 3 non-finite loss, 4 run-folder or checkpoint problem, 5 missing ImageNet weights,
+130 interrupted (Ctrl-C; the same command resumes).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from ghuda.config import ConfigError, load, sha256, to_yaml
 
-EXIT_CONFIG, EXIT_NONFINITE, EXIT_FOLDER, EXIT_WEIGHTS = 2, 3, 4, 5
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_FOLDER, EXIT_WEIGHTS, EXIT_INTERRUPTED = 2, 3, 4, 5, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,15 +54,36 @@ def main(argv: list[str] | None = None) -> int:
         print("ghuda train: --out DIR is required", file=sys.stderr)
         return EXIT_CONFIG
 
-    from ghuda.engine.checkpoint import CheckpointError
-    from ghuda.engine.trainer import NonFiniteLoss, RunFolderError, Trainer
-    from ghuda.models.torchvision_backbones import PretrainedWeightsMissing
+    from ghuda.engine.trainer import Trainer
 
     trainer = Trainer(cfg, args.out, fresh=args.fresh, bar=args.bar,
                       record_divergence=args.record_divergence)
     try:
+        return _train(trainer, args.record_divergence)
+    except KeyboardInterrupt:
+        ckpt = trainer.paths.checkpoint
+        state = (f"it continues from the last checkpoint, {ckpt}" if ckpt.exists() else
+                 "no checkpoint was written yet, so it starts from step 1")
+        print(f"ghuda train: interrupted. Run the same command again to resume ({state}; "
+              "--fresh starts over).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _train(trainer, record_divergence: bool) -> int:
+    from ghuda.data.paths import DatasetCorruptError, DatasetNotFoundError
+    from ghuda.engine.checkpoint import CheckpointError
+    from ghuda.engine.trainer import NonFiniteLoss, RunFolderError
+    from ghuda.models.torchvision_backbones import PretrainedWeightsMissing
+
+    try:
         trainer.setup()
-    except (ValueError, FileNotFoundError) as err:  # e.g. a missing dataset, a bad group
+    except RunFolderError as err:
+        print(f"ghuda train: {err}", file=sys.stderr)
+        return EXIT_FOLDER
+    except (DatasetNotFoundError, DatasetCorruptError) as err:
+        print(f"ghuda train: data error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ValueError, FileNotFoundError) as err:  # e.g. a bad group, train.device=cuda
         print(f"ghuda train: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except PretrainedWeightsMissing as err:
@@ -71,12 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         trainer.run()
     except NonFiniteLoss as err:
         print(f"ghuda train: {err}", file=sys.stderr)
-        if args.record_divergence:
+        if record_divergence:
             print(f"ghuda train: recorded as diverged in {trainer.paths.metrics}",
                   file=sys.stderr)
             return 0
         return EXIT_NONFINITE
     except (CheckpointError, RunFolderError) as err:
         print(f"ghuda train: {err}", file=sys.stderr)
+        return EXIT_FOLDER
+    except OSError as err:  # e.g. a read-only or full disk under --out
+        print(f"ghuda train: cannot write the run folder {trainer.paths.out} "
+              f"({err.strerror}: {err.filename}); choose another --out or free the disk.",
+              file=sys.stderr)
         return EXIT_FOLDER
     return 0

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.utils.deterministic
 
+from ghuda.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -50,16 +52,17 @@ def make_runtime(train: dict[str, Any]) -> Runtime:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device: {name!r} requested but CUDA is not available; "
-                           "allowed values here: auto, cpu")
+        raise ConfigError(f"train.device: {name!r} requested but this machine has no CUDA "
+                          "GPU (torch.cuda.is_available() is false); allowed values here: "
+                          "auto, cpu. Use --set train.device=cpu (or auto).")
     device = torch.device(name)
     amp = train["amp"]
     use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
     dtype: torch.dtype | None = None
     if use_amp:
         if device.type != "cuda":
-            raise RuntimeError("train.amp: mixed precision needs CUDA; allowed on this "
-                               "device: auto, false")
+            raise ConfigError("train.amp: mixed precision needs CUDA; allowed on this "
+                              "device: auto, false. Use --set train.amp=auto.")
         wanted = train["amp_dtype"]
         if wanted == "auto":
             wanted = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"

@@ -112,11 +112,24 @@ class Trainer:
                       f"seed{self.t['seed']}")
 
     # ------------------------------------------------------------------ setup
+    def check_folder(self) -> None:
+        """The run folder must be a folder (or not exist yet, under an existing folder)."""
+        out = self.paths.out
+        for path in (out, *out.parents):
+            if path.is_dir():
+                return
+            if path.exists():
+                what = "--out" if path == out else f"--out {out}: its parent"
+                raise RunFolderError(f"{what} {path} is an existing file, not a folder; "
+                                     "choose a folder path for the run (it is created if "
+                                     "missing). Nothing was written.")
+
     def completed(self) -> dict[str, Any] | None:
         """The metrics of a completed run of this same config in the folder, if any.
 
         A completed run of another config is an error (never overwritten silently).
         """
+        self.check_folder()
         p = self.paths
         if self.fresh or not p.metrics.exists():
             return None
@@ -344,6 +357,7 @@ class Trainer:
         Problems a config check cannot see (e.g. ``train.lr_multipliers`` naming a group the
         method lacks) raise ValueError here, before any output is written.
         """
+        self.check_folder()
         self.runtime = make_runtime(self.t)
         seed_everything(self.t["seed"])
         self._build(self.runtime)
@@ -436,7 +450,10 @@ class Trainer:
         write_json(self.paths.metrics, metrics)
         if not self.t["keep_checkpoint"]:
             self.paths.checkpoint.unlink(missing_ok=True)
-        progress.log("done", **{f"{k}_acc": v["acc"] for k, v in metrics["protocols"].items()},
+        # target accuracy under each protocol: `target_acc.source_val` is the target score of
+        # the checkpoint chosen on source validation, not the `source_val_acc` of eval lines
+        progress.log("done", **{f"target_acc.{k}": v["acc"]
+                                for k, v in metrics["protocols"].items()},
                      wall_s=cost["wall_s"])
         return metrics
 

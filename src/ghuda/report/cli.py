@@ -6,6 +6,7 @@
     ghuda report verify    --config C --summary S --reported R --out tables/verify.md
     ghuda report budget    --config C --target configs/paper.yaml --summary S --out F --jobs F
     ghuda report index     --config C --tables tables --figures figures --out tables/README.md
+    ghuda report landing   --config C --tables tables --out results/<name>/report/tables.html
 
 C is a pipeline config (configs/*.yaml, or the resolved results/<name>/pipeline_config.yaml).
 Errors name the file and key and exit with status 1; nothing half-written is left behind.
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     add("index", "write the index of tables and figures", "tables", "figures", "out")
     add("fidelity", "write the fidelity table (released behaviour vs this config and the "
         "paper config)", "paper", "out")
+    add("landing", "render the main tables as HTML (the HTML report's landing page)",
+        "tables", "out")
     return parser
 
 
@@ -74,6 +77,13 @@ def _run(args: argparse.Namespace) -> int:
         from ghuda.report.io import write_text
 
         write_text(args.out, index_markdown(config, args.tables, args.figures))
+        print(f"wrote {args.out}")
+        return 0
+    if args.step == "landing":
+        from ghuda.report.html import landing_html
+        from ghuda.report.io import write_text
+
+        write_text(args.out, landing_html(config, args.tables))
         print(f"wrote {args.out}")
         return 0
     from ghuda.report.aggregate import load_summary

@@ -44,12 +44,13 @@ def _load_yaml(path: Path) -> Any:
 
 
 def validate_schema(data: Any, source: str = "config", schema: str = SCHEMA_RELPATH.name,
-                    fill_defaults: bool = True) -> Any:
+                    fill_defaults: bool = True, root: Path | None = None) -> Any:
     """Validate `data` against a schema of workflow/schemas/ (in place, filling the schema's
-    defaults unless `fill_defaults` is false); the error names the offending key."""
+    defaults unless `fill_defaults` is false); the error names the offending key. `root` is the
+    repository (default: found from the working directory)."""
     import jsonschema
 
-    spec = _load_yaml(repo_root() / SCHEMA_RELPATH.with_name(schema))
+    spec = _load_yaml((root or repo_root()) / SCHEMA_RELPATH.with_name(schema))
     base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 

@@ -81,6 +81,17 @@ def _binned(frame: pd.DataFrame, value: str, bins: int = 10) -> pd.DataFrame:
     return stats
 
 
+def _line_styles(n: int) -> list[dict[str, Any]]:
+    """`n` line styles told apart by colour, dash pattern and marker together (tab10 colours
+    first, so neighbours differ in hue; dashes and markers separate any repeated hue)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    dashes, markers = ("-", "--", "-.", ":"), ("o", "s", "^", "D", "v", "P", "X", "*")
+    return [{"color": colours[i % len(colours)], "linestyle": dashes[i % len(dashes)],
+             "marker": markers[i % len(markers)]} for i in range(n)]
+
+
 def _pair_name(row: pd.Series) -> str:
     return f"{row['first']}|{row['second']}"
 
@@ -99,19 +110,20 @@ def conflict_over_training(config: Mapping[str, Any], summary: Summary):
         return fig
     train["pair_name"] = train.apply(_pair_name, axis=1)
     train["conflict"] = train["conflict"].astype(str).str.lower().eq("true").astype(float)
-    for method in method_order(config):
-        mdata = train[train["method"] == method]
-        pairs = list(dict.fromkeys(mdata["pair_name"]))
-        for pair in pairs:
-            pdata = mdata[mdata["pair_name"] == pair]
-            label = method_label(method) + (f" ({pair})" if len(pairs) > 1 else "")
-            conf = _binned(pdata, "conflict")
-            cos = _binned(pdata, "cos")
-            (line,) = ax_c.plot(conf["step"], conf["mean"], label=label)
-            ax_cos.plot(cos["step"], cos["mean"], color=line.get_color())
-            ax_cos.fill_between(cos["step"], cos["mean"] - cos["std"].fillna(0),
-                                cos["mean"] + cos["std"].fillna(0), color=line.get_color(),
-                                alpha=0.15, linewidth=0)
+    curves = [(method, pair) for method in method_order(config)
+              for pair in dict.fromkeys(train[train["method"] == method]["pair_name"])]
+    n_pairs = {m: sum(1 for mm, _ in curves if mm == m) for m, _ in curves}
+    for (method, pair), style in zip(curves, _line_styles(len(curves)), strict=True):
+        pdata = train[(train["method"] == method) & (train["pair_name"] == pair)]
+        label = method_label(method) + (f" ({pair})" if n_pairs[method] > 1 else "")
+        for ax, value, low, high in ((ax_c, "conflict", 0.0, 1.0), (ax_cos, "cos", -1.0, 1.0)):
+            stats = _binned(pdata, value)
+            spread = stats["std"].fillna(0)
+            ax.plot(stats["step"], stats["mean"], label=label if ax is ax_c else None,
+                    markersize=3, **style)
+            ax.fill_between(stats["step"], (stats["mean"] - spread).clip(low, high),
+                            (stats["mean"] + spread).clip(low, high), color=style["color"],
+                            alpha=0.12, linewidth=0)
     ax_c.set_ylabel("conflicting steps (fraction)")
     ax_c.set_ylim(-0.02, 1.02)
     ax_cos.axhline(0.0, color="0.5", linewidth=0.6, linestyle=":")
@@ -170,14 +182,22 @@ def angle_histograms(config: Mapping[str, Any], summary: Summary):
         after = _after_angles(spec["harmonizer"], spec.get("options", {}),
                               data["cos"].to_numpy(float), data["norm1"].to_numpy(float),
                               data["norm2"].to_numpy(float))
-        undefined = int(np.isnan(after).sum())
+        zero_grad = ~((data["norm1"] > 0) & (data["norm2"] > 0)).to_numpy()
+        zero_part = np.isnan(after) & ~zero_grad
         ax.hist(before, bins=bins, alpha=0.55, label=r"before: angle($g_1$, $g_2$)")
         ax.hist(after[~np.isnan(after)], bins=bins, alpha=0.55,
                 label=r"after: angle($h_1$, $h_2$)")
         ax.axvline(90, color="0.3", linewidth=0.7, linestyle=":")
         title = f"{spec['label']} ({spec['harmonizer']}), {len(data)} logged pairs"
-        if undefined:
-            title += f"; {undefined} with a zero part"
+        if zero_grad.any():
+            title += f";\n{int(zero_grad.sum())} with a zero gradient (no angle, not counted)"
+        if zero_part.any():
+            title += (f";\n{int(zero_part.sum())} where $h_1$ or $h_2$ is zero (no angle "
+                      "after, not counted)")
+        valid = ~np.isnan(after)
+        if valid.any() and np.allclose(before[valid], after[valid], atol=1e-6):
+            title += (";\nbefore = after (the histograms coincide): $h_i = w_i g_i$ with "
+                      "$w_i > 0$,\nso the lengths change but not the angle")
         ax.set_title(title)
         ax.set_xlabel("angle (degrees)")
         ax.set_ylabel("logged steps")
@@ -262,7 +282,8 @@ def ghpp_t_sensitivity(config: Mapping[str, Any], summary: Summary):
 
 def _weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
                    ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles."""
+    """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles
+    (NaN where the harmonizer reports a degenerate-case fallback)."""
     import torch
 
     import ghuda.harmonize
@@ -273,7 +294,8 @@ def _weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray
         g1 = torch.tensor([ratio, 0.0], dtype=torch.float64)
         g2 = torch.tensor([math.cos(a), math.sin(a)], dtype=torch.float64)
         res = h.harmonize(g1, g2)
-        w1[i], w2[i] = res.w1, res.w2
+        # a degenerate-case fallback (exact GH++ at 180°) is not on the curve: leave a gap
+        w1[i], w2[i] = (np.nan, np.nan) if res.fallback else (res.w1, res.w2)
     return w1, w2
 
 
@@ -363,34 +385,44 @@ def tsne(config: Mapping[str, Any], summary: Summary):
 
 
 def step_cost(config: Mapping[str, Any], summary: Summary):
-    """Step time relative to the unharmonized baseline, per method and harmonizer."""
+    """Step time relative to the unharmonized baseline (top) and peak memory (bottom), per
+    method and harmonizer; each method's bars are centred on its label."""
     plt = _plt()
     frame = cost_frame(config, summary["runs"])
-    fig, ax = plt.subplots(figsize=(PAGE_IN, 2.6), layout="constrained")
+    fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(PAGE_IN, 4.2), sharex=True,
+                                     layout="constrained")
     frame = frame[frame["variant"].isin(row_variants(config))] if not frame.empty else frame
     if frame.empty:
-        _no_data(ax)
+        _no_data(ax_t)
+        _no_data(ax_m)
         return fig
+    kinds = ", ".join(sorted({k for ks in frame["mem_kinds"] for k in str(ks).split(", ") if k}))
     frame = frame.groupby(["method", "variant"], sort=False).agg(
-        ratio=("ratio", "median"), extra_fwd=("extra_fwd", "first"),
-        extra_bwd=("extra_bwd", "first")).reset_index()
+        ratio=("ratio", "median"), peak_mb=("peak_mb", "median"),
+        extra_fwd=("extra_fwd", "first"), extra_bwd=("extra_bwd", "first")).reset_index()
     methods = [m for m in method_order(config) if (frame["method"] == m).any()]
     variants = list(dict.fromkeys(frame["variant"]))
-    width = 0.8 / max(1, len(variants))
-    for j, variant in enumerate(variants):
-        vdata = frame[frame["variant"] == variant].set_index("method")
-        xs = [i + (j - (len(variants) - 1) / 2) * width for i, m in enumerate(methods)
-              if m in vdata.index]
-        ys = [vdata.loc[m, "ratio"] for m in methods if m in vdata.index]
-        first = vdata.iloc[0]
-        ax.bar(xs, ys, width=width,
-               label=f"{_variant_label(config, variant)} (+{first['extra_fwd']} fwd, "
-                     f"+{first['extra_bwd']} bwd)")
-    ax.axhline(1.0, color="0.3", linewidth=0.7, linestyle=":")
-    ax.set_xticks(range(len(methods)), [method_label(m) for m in methods])
-    ax.set_ylabel("CPU time per step / baseline's")
-    ax.set_title("Cost per training step (CPU time, median over tasks and seeds)")
-    fig.legend(loc="outside lower center", ncol=4, frameon=False)
+    colour = {v: f"C{i % 10}" for i, v in enumerate(variants)}
+    widest = max(int((frame["method"] == m).sum()) for m in methods)
+    width = 0.8 / widest
+    for i, method in enumerate(methods):
+        mdata = frame[frame["method"] == method].set_index("variant")
+        present = [v for v in variants if v in mdata.index]
+        for j, variant in enumerate(present):
+            x = i + (j - (len(present) - 1) / 2) * width
+            ax_t.bar(x, mdata.loc[variant, "ratio"], width=width, color=colour[variant])
+            ax_m.bar(x, mdata.loc[variant, "peak_mb"], width=width, color=colour[variant])
+    ax_t.axhline(1.0, color="0.3", linewidth=0.7, linestyle=":")
+    ax_t.set_ylabel("CPU time per step / baseline's")
+    ax_t.set_title("Cost per training step (median over tasks and seeds)")
+    ax_m.set_ylabel("peak memory (MB)")
+    ax_m.set_title(f"Peak memory of the run ({kinds or 'unknown kind'}; docs/run-outputs.md)")
+    ax_m.set_xticks(range(len(methods)), [method_label(m) for m in methods])
+    first = frame.drop_duplicates("variant").set_index("variant")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in variants]
+    labels = [f"{_variant_label(config, v)} (+{first.loc[v, 'extra_fwd']} fwd, "
+              f"+{first.loc[v, 'extra_bwd']} bwd)" for v in variants]
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
     return fig
 
 

@@ -3,7 +3,7 @@
 Panels (shipped code, 2-D pairs, t = 0.5): min(cos(update, g1), cos(update, g2)) for GH, GH++
 as released and exact GH++ — negative (red) where the update conflicts with a task, the black
 contour is the conflict boundary — and the angle between the released and exact GH++ updates.
-Logged pairs of training runs are overlaid as dots.
+Logged pairs of training runs are overlaid as dots; a legend names both.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from ghuda.report.io import write_with
 from ghuda.theory.suite import Grid, TheoryReport
@@ -64,7 +65,21 @@ def draw(report: TheoryReport) -> plt.Figure:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle("Where the harmonized update conflicts with a task (red, t = 0.5)")
+    fig.legend(handles=_legend_handles(report), loc="outside lower center", ncol=2,
+               frameon=False)
     return fig
+
+
+def _legend_handles(report: TheoryReport) -> list[Line2D]:
+    """Legend entries for the contour and (when there are any) the logged-pair dots."""
+    handles = [Line2D([], [], color="k", linewidth=1.0,
+                      label="conflict boundary: min cos(update, g_i) = 0")]
+    if report.logged_theta_deg.size:
+        handles.append(Line2D([], [], color="k", alpha=0.5, marker="o", markersize=3,
+                              linestyle="none",
+                              label=f"pairs logged by training runs "
+                                    f"({report.logged_theta_deg.size})"))
+    return handles
 
 
 def save(report: TheoryReport, stem: Path) -> list[Path]:

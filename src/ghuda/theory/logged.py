@@ -22,7 +22,7 @@ from ghuda.theory.result import CheckResult, Spec, not_run, summarise
 
 WEIGHT_TOL, WEIGHT_POWER = 1e-9, 2  # GH++ weights come from theta = acos(cos)
 WEIGHT_SPEC = Spec(key="L", statement="logged w1, w2 equal the closed form of the run's "
-                   "harmonizer (REFERENCE 1.2, 1.3)", unit="rel",
+                   "harmonizer (docs/theory.md)", unit="rel",
                    tolerance=tolerance_text(WEIGHT_TOL, WEIGHT_POWER))
 
 
