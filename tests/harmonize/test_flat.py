@@ -87,7 +87,6 @@ def test_statistics_only_tensors_are_not_kept_alive_by_the_gradients():
 @pytest.mark.parametrize("name", HARMONIZERS)
 def test_step_without_statistics_writes_the_same_gradients(name):
     net = conflicting_net(torch.float32)
-    params = list(net.parameters())
     with_stats = _grads(net, name)
     without = _grads(net, name, with_stats=False)
     for a, b in zip(with_stats, without, strict=True):
