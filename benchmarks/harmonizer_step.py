@@ -10,7 +10,9 @@ the two losses (transfer first, classification second: REFERENCE 1.4), the harmo
 backward (measure scope: everything but the discriminator, as for CDAN+E), SGD step.
 
 Configurations: `sum` (one backward pass of L1 + L2, no statistics: a loop without
-harmonization), `sum+stats` (the same update through the two-pass path, with statistics),
+harmonization), `floor` (two ``torch.autograd.grad`` calls and their plain sum written to
+``.grad`` with one foreach add: the floor of any two-pass harmonizer), `sum+stats` (the same
+update through the two-pass path, with statistics),
 gh, ghpp, ghpp_exact, pcgrad, agr_sum, and `gh+weighted_loss` (the released three-pass
 procedure). Ratios are to `sum` and to `gh+weighted_loss`.
 
@@ -58,8 +60,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIGS: dict[str, tuple[str, dict, bool]] = {  # label -> (harmonizer, options, with_stats)
+# label -> (harmonizer, options, with_stats); the floor is no harmonizer (None)
+CONFIGS: dict[str, tuple[str | None, dict, bool]] = {
     "sum": ("sum", {}, False),
+    "floor": (None, {}, False),
     "sum+stats": ("sum", {}, True),
     "gh": ("gh", {}, True),
     "ghpp": ("ghpp", {}, True),
@@ -172,7 +176,8 @@ class Bench:
         self.optimizer = torch.optim.SGD(self.params, lr=1e-3, momentum=0.9, nesterov=True,
                                          weight_decay=5e-4)
         self.harmonizers = {label: (H.make(CONFIGS[label][0], **CONFIGS[label][1]),
-                                    CONFIGS[label][2]) for label in labels}
+                                    CONFIGS[label][2])
+                            for label in labels if CONFIGS[label][0] is not None}
         self.cuda = device.startswith("cuda")
 
     def step(self, label: str) -> None:
@@ -180,18 +185,35 @@ class Bench:
 
         from ghuda.models.heads import reverse_gradient
 
-        harmonizer, with_stats = self.harmonizers[label]
         self.optimizer.zero_grad(set_to_none=True)
         features = self.backbone(self.x)
         cls = nn.functional.cross_entropy(self.classifier(features[:BATCH]), self.y)
         logits = self.disc(reverse_gradient(features, 1.0)).squeeze(1)
         transfer = nn.functional.binary_cross_entropy_with_logits(logits, self.domain)
-        harmonizer.backward(transfer, cls, self.params, self.measure, with_stats=with_stats)
+        if label in self.harmonizers:
+            harmonizer, with_stats = self.harmonizers[label]
+            harmonizer.backward(transfer, cls, self.params, self.measure,
+                                with_stats=with_stats)
+        else:
+            self.floor(transfer, cls)
         self.optimizer.step()
         if self.cuda:
             import torch
 
             torch.cuda.synchronize()
+
+
+    def floor(self, loss1, loss2) -> None:
+        """Two autograd.grad calls, their plain sum written to ``.grad`` (one foreach add)."""
+        import torch
+
+        g = [torch.autograd.grad(loss, self.params, retain_graph=k == 0, allow_unused=True)
+             for k, loss in enumerate((loss1, loss2))]
+        zeros = [[torch.zeros_like(p) if x is None else x for x, p in zip(gk, self.params,
+                                                                        strict=True)]
+                 for gk in g]
+        for p, total in zip(self.params, torch._foreach_add(*zeros), strict=True):
+            p.grad = total
 
 
 def time_worker(model: str, labels: list[str], repeats: int, warmup: int, threads: int,
@@ -256,6 +278,8 @@ class Row:
 
 def _passes(label: str) -> int:
     name, options, with_stats = CONFIGS[label]
+    if name is None:
+        return 2
     if options.get("mode") == "weighted_loss":
         return 3
     return 1 if name == "sum" and not with_stats else 2

@@ -106,6 +106,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "num_workers": Field(INT, 0, check=_non_negative),
         "amp": Field((str, bool), "auto", check=_tri),
         "amp_dtype": Field(STR, "auto", choices=("auto", "bfloat16", "float16")),
+        "deterministic": Field(BOOL, False),
         "save_features": Field(BOOL, False),
     },
 }

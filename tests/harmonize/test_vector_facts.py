@@ -122,13 +122,13 @@ def test_pcgrad_gram_algorithm_matches_vector_pcgrad_for_three_tasks():
             if j != i and float(pc @ g[j]) < 0:
                 pc -= (pc @ g[j]) / (g[j] @ g[j]) * g[j]
         expected.append(pc)
-    gram = [[float(a @ b) for b in g] for a in g]
+    gram = torch.stack([torch.stack([a @ b for b in g]) for a in g])
     coef = pcgrad_coefficients(gram)
     projections = 0
     for i in range(3):
         got = sum(coef[i][l] * g[l] for l in range(3))
         assert torch.allclose(got, expected[i], rtol=1e-12, atol=1e-12)
-        projections += sum(coef[i][l] != 0.0 for l in range(3) if l != i)
+        projections += sum(bool(coef[i][l] != 0.0) for l in range(3) if l != i)
     assert projections >= 2  # the case really exercises projections
 
 

@@ -114,3 +114,62 @@ def test_source_only_steps_are_the_unit_when_present(fx_summary, monkeypatch):
     # source-only steps (fixture: the DANN ones, 10 ms baseline) are the unit, not the 5 ms pass
     assert r.loc[("source_only", "sum"), "R"] == pytest.approx(1.0)
     assert r.loc[("cdan", "gh"), "R"] == pytest.approx(18.0 / 10.0)
+
+
+def _gpu_csv(tmp_path, ms: float, batch: int):
+    """A CSV in benchmarks/gpu_check.py's format with one measured toy/digit_cnn step."""
+    import importlib.util
+    import sys
+
+    from ghuda.data.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check",
+                                                  REPO_ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = gpu_check  # dataclasses resolve annotations through it
+    spec.loader.exec_module(gpu_check)
+    rows = [gpu_check.Row("backbone", "source_only", dataset="toy", backbone="digit_cnn",
+                          batch=batch, steps=20, ms_per_step=ms, status="completed"),
+            gpu_check.Row("step", "gh", "fp32", ms_per_step=99.0)]
+    path = tmp_path / "gpu_check_cuda.csv"
+    gpu_check.write_csv(rows, path, {"device": "cuda:0 (Test GPU)", "date": "today"})
+    return path
+
+
+def test_measured_gpu_steps_replace_the_assumed_throughput(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    target = str(_target(config, tmp_path))
+    csv_path = _gpu_csv(tmp_path, ms=4.0, batch=16)
+    measured, source = budget.measured_steps(csv_path)
+    assert measured == {("toy", "digit_cnn"): (4.0, 16)}
+    assert "cuda:0 (Test GPU)" in source
+    jobs, ratios, _ = budget.estimate(config, summary["runs"], target, measured)
+    r = ratios.set_index(["method", "variant"]).loc[("cdan", "gh"), "R"]
+    job = jobs[(jobs.method == "cdan") & (jobs.variant == "gh") & (jobs.task == "a->b")].iloc[0]
+    fwd1, _ = budget.backbone_flops("digit_cnn", 1, 32)
+    train_s = 1000 * r * 4.0e-3 * 8 / 16  # steps * R * measured step * batch ratio
+    eval_s = 4 * (500 + 0.1 * 1000) * fwd1 / 2e12
+    assert job["gpu_hours"] == pytest.approx((train_s + eval_s) / 3600)
+    assert set(jobs["step_source"]) == {"measured"}
+    budget.write_budget(config, summary["runs"], target, tmp_path / "b.md", tmp_path / "b.csv",
+                        gpu_csv=csv_path)
+    text = (tmp_path / "b.md").read_text()
+    assert "Step times: **measured** by benchmarks/gpu_check.py (cuda:0 (Test GPU)" in text
+    assert "for 39 of 39 jobs" in text
+
+
+def test_without_a_csv_the_budget_says_it_assumed(fx_summary, tmp_path, monkeypatch):
+    config, summary = fx_summary
+    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
+    budget.write_budget(config, summary["runs"], str(_target(config, tmp_path)),
+                        tmp_path / "b.md", tmp_path / "b.csv")
+    assert "Step times: the assumed GPU throughput" in (tmp_path / "b.md").read_text()
+
+
+def test_a_csv_without_backbone_rows_is_an_error(tmp_path):
+    path = tmp_path / "x.csv"
+    pd.DataFrame([{"section": "step", "ms_per_step": 1.0, "status": "ok", "dataset": "",
+                   "backbone": "", "batch": 0, "device": "d", "date": "t"}]).to_csv(path)
+    with pytest.raises(ValueError, match="no completed 'backbone' rows"):
+        budget.measured_steps(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -49,3 +50,43 @@ def test_too_few_gpus_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "needs 2 GPU(s) but only ['0']" in proc.stderr
+
+
+def _start_slots(lock_dir, hold: float, devices: str, slots: int | None, env_slots=None):
+    env = dict(os.environ)
+    env.pop("GHUDA_GPU_SLOTS", None)
+    if env_slots is not None:
+        env["GHUDA_GPU_SLOTS"] = str(env_slots)
+    extra = [] if slots is None else ["--slots", str(slots)]
+    return subprocess.Popen(
+        [sys.executable, SCRIPT, "--devices", devices, "--lock-dir", str(lock_dir), *extra,
+         "--", sys.executable, "-c", HOLD.format(hold)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_slots_let_several_jobs_share_a_gpu_and_the_next_waits(tmp_path):
+    jobs = [_start_slots(tmp_path, 1.5, "3", 2) for _ in range(2)]
+    assert [j.stdout.readline().strip() for j in jobs] == ["3", "3"]
+    start = time.monotonic()
+    third = _start_slots(tmp_path, 0.0, "3", 2)
+    assert third.stdout.readline().strip() == "3"
+    assert time.monotonic() - start > 0.5  # both slots were held
+    for proc in (*jobs, third):
+        assert proc.wait(timeout=30) == 0
+
+
+def test_slots_spread_jobs_over_gpus_before_sharing(tmp_path):
+    jobs = [_start_slots(tmp_path, 1.5, "3,5", None, env_slots=2) for _ in range(2)]
+    assert {j.stdout.readline().strip() for j in jobs} == {"3", "5"}
+    third = _start_slots(tmp_path, 0.0, "3,5", None, env_slots=2)
+    assert third.stdout.readline().strip() in {"3", "5"}  # a second slot, without waiting
+    for proc in (*jobs, third):
+        assert proc.wait(timeout=30) == 0
+
+
+def test_bad_slot_count_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, SCRIPT, "--slots", "0", "--devices", "0",
+                           "--lock-dir", str(tmp_path), "--", "true"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "slots must be >= 1" in proc.stderr

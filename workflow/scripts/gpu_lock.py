@@ -1,6 +1,6 @@
 """Run a command on GPUs no other job of this machine holds (profile gpu-local).
 
-    python workflow/scripts/gpu_lock.py --gpus 1 -- ghuda train --config ... --out ...
+    python workflow/scripts/gpu_lock.py --gpus 1 [--slots 2] -- ghuda train --config ...
 
 Snakemake limits how many GPU jobs run at once (`--resources gpu=N`) but does not say which
 GPU a job may use. This wrapper takes an exclusive, non-blocking `flock` on one lock file per
@@ -8,6 +8,12 @@ device (in $GHUDA_GPU_LOCK_DIR, default /tmp/ghuda-gpu-locks-<uid>), retries unt
 `--gpus` of them, exports CUDA_VISIBLE_DEVICES to those devices and replaces itself with the
 command; the lock descriptors are inherited, so the locks are held exactly as long as the
 command (and its children) run, and the kernel releases them if it crashes.
+
+Slots: with `--slots S` (else $GHUDA_GPU_SLOTS, else 1) each GPU holds up to S jobs at once
+(one lock file per device and slot), for grids of small runs that leave a GPU mostly idle
+(digits-mini: about 7 ms per step, launch-bound). A job takes one slot on each of `--gpus`
+distinct devices, filling the first slot of every device before a second slot of any, so
+jobs spread over the GPUs before they share one. Every job of a machine must use the same S.
 
 Devices: --devices, else $GHUDA_GPUS, else $CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`.
 """
@@ -35,29 +41,46 @@ def _devices(explicit: str | None) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def _lock_file(lock_dir: Path, device: str, slot: int, slots: int) -> Path:
+    """One file per device and slot (with one slot: the historical name gpu<dev>.lock)."""
+    return lock_dir / (f"gpu{device}.lock" if slots == 1 else f"gpu{device}.slot{slot}.lock")
+
+
 def acquire(devices: list[str], count: int, lock_dir: Path, timeout: float,
-            poll: float = 0.5) -> tuple[list[str], list[int]]:
-    """Lock `count` of `devices`; returns (device ids, open lock descriptors)."""
+            poll: float = 0.5, slots: int = 1) -> tuple[list[str], list[int]]:
+    """Lock one slot on each of `count` distinct `devices`; returns (device ids, open lock
+    descriptors)."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     while True:
-        held: list[tuple[str, int]] = []
-        for dev in devices:
-            fd = os.open(lock_dir / f"gpu{dev}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            held.append((dev, fd))
-            if len(held) == count:
-                return [d for d, _ in held], [fd for _, fd in held]
-        for _, fd in held:
+        held: dict[str, int] = {}
+        for slot in range(slots):
+            for dev in devices:
+                if dev in held:
+                    continue
+                fd = os.open(_lock_file(lock_dir, dev, slot, slots), os.O_CREAT | os.O_RDWR,
+                             0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                held[dev] = fd
+                if len(held) == count:
+                    return list(held), list(held.values())
+        for fd in held.values():
             os.close(fd)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no {count} free GPU(s) among {devices} after {timeout:.0f} s "
-                               f"(locks in {lock_dir})")
+            raise TimeoutError(f"no {count} free GPU slot(s) among {devices} x {slots} "
+                               f"slot(s) after {timeout:.0f} s (locks in {lock_dir})")
         time.sleep(poll)
+
+
+def _slots(value: str) -> int:
+    slots = int(value)
+    if slots < 1:
+        raise argparse.ArgumentTypeError(f"slots must be >= 1, got {value}")
+    return slots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", help="comma-separated device ids (default: see above)")
     parser.add_argument("--lock-dir", type=Path, default=Path(os.environ.get(
         "GHUDA_GPU_LOCK_DIR", f"/tmp/ghuda-gpu-locks-{os.getuid()}")))
+    parser.add_argument("--slots", type=_slots, default=os.environ.get("GHUDA_GPU_SLOTS", "1"),
+                        help="jobs per GPU at once (default $GHUDA_GPU_SLOTS, else 1)")
     parser.add_argument("--timeout", type=float, default=7 * 24 * 3600,
                         help="give up after this many seconds without free GPUs")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- command ...")
@@ -78,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_lock: the job needs {args.gpus} GPU(s) but only {devices or 'none'} are "
               "known; set GHUDA_GPUS or CUDA_VISIBLE_DEVICES", file=sys.stderr)
         return 2
-    ids, fds = acquire(devices, args.gpus, args.lock_dir, args.timeout)
+    ids, fds = acquire(devices, args.gpus, args.lock_dir, args.timeout, slots=args.slots)
     for fd in fds:
         os.set_inheritable(fd, True)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +39,14 @@ class Runtime:
 
 
 def make_runtime(train: dict[str, Any]) -> Runtime:
-    """Resolve ``train.device``, ``train.amp``, ``train.amp_dtype`` and ``train.threads``.
+    """Resolve ``train.device``, ``train.amp``, ``train.amp_dtype``, ``train.threads`` and
+    ``train.deterministic``.
 
     ``device: auto`` picks CUDA when available. Mixed precision (``amp: auto``) is on for CUDA
     only: bfloat16 where the GPU supports it (no loss scaling needed), float16 otherwise.
     CNN backbones use channels-last memory on CUDA. On the CPU every run is deterministic
     (`torch.use_deterministic_algorithms`); on CUDA cuDNN autotuning is on and runs are not
-    bitwise reproducible.
+    bitwise reproducible unless ``deterministic: true`` (`deterministic_cuda`).
     """
     if train["threads"] is not None:
         torch.set_num_threads(train["threads"])
@@ -56,6 +58,12 @@ def make_runtime(train: dict[str, Any]) -> Runtime:
                           "GPU (torch.cuda.is_available() is false); allowed values here: "
                           "auto, cpu. Use --set train.device=cpu (or auto).")
     device = torch.device(name)
+    if device.type == "cpu":
+        _deterministic_cpu()
+    elif train["deterministic"]:  # before anything starts cuBLAS
+        deterministic_cuda()
+    else:
+        torch.backends.cudnn.benchmark = True
     amp = train["amp"]
     use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
     dtype: torch.dtype | None = None
@@ -67,10 +75,6 @@ def make_runtime(train: dict[str, Any]) -> Runtime:
         if wanted == "auto":
             wanted = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         dtype = getattr(torch, wanted)
-    if device.type == "cpu":
-        _deterministic_cpu()
-    else:
-        torch.backends.cudnn.benchmark = True
     return Runtime(device=device, amp_dtype=dtype, channels_last=device.type == "cuda",
                    threads=torch.get_num_threads())
 
@@ -92,6 +96,20 @@ def _deterministic_cpu() -> None:
     else:
         setter(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+
+
+def deterministic_cuda() -> None:
+    """Deterministic CUDA: cuBLAS with a fixed workspace (``CUBLAS_WORKSPACE_CONFIG=:4096:8``,
+    read when cuBLAS first starts, so set before any CUDA matrix product), cuDNN without
+    autotuning and with deterministic algorithms only, `torch.use_deterministic_algorithms`.
+
+    ``warn_only=True``: an op without a deterministic CUDA kernel warns instead of stopping
+    the run (the warning names it).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def seed_everything(seed: int) -> None:

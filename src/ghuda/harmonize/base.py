@@ -6,8 +6,10 @@ Two families exist:
 * vector harmonizers (sum, gh, ghpp, ghpp_exact, pcgrad) are linear in (g1, g2) with scalar
   coefficients that depend only on d = <g1, g2>, |g1|^2 and |g2|^2:
   ``h1 = a11 g1 + a12 g2``, ``h2 = a21 g1 + a22 g2``, ``update = h1 + h2 = w1 g1 + w2 g2``.
-  Because the coefficients are scalars, `backward` accumulates the three reductions tensor by
-  tensor and never builds a flat copy of the model. They also offer ``mode="weighted_loss"``,
+  The coefficients are float64 tensors computed on the device (fallbacks selected with
+  ``torch.where``), and `backward` works on two flat rows (`ghuda.harmonize.flat`): its
+  number of kernels does not grow with the number of parameter tensors, and without
+  statistics it reads nothing back to the host. They also offer ``mode="weighted_loss"``,
   the released three-pass procedure (REFERENCE 1.4);
 * element-wise harmonizers (agr_sum, agr_rand; REFERENCE 2) decide coordinate by coordinate
   from the signs of g1 and g2; they have no weighted-loss form and report ``w1 = w2 = None``.
@@ -38,7 +40,11 @@ Degenerate cases (documented fallbacks, reported in the ``fallback`` statistic):
   (weights beyond ~1e38 when the two norms differ by ~1e20); the already computed gradients are
   then written directly, which gives the same update;
 * ``"no_agreeing_coordinate"``: `agr_rand` only (see there);
-* non-finite gradients (inf/NaN) raise `NonFiniteGradientError` naming the loss.
+* non-finite gradients (inf/NaN) raise `NonFiniteGradientError` naming the loss, whenever
+  statistics are computed (``with_stats=True``, the default, and every element-wise or
+  weighted-loss step). A vector harmonizer's direct step without statistics reads nothing
+  back to check: the non-finite values reach ``.grad`` (a float16 loss scaler then skips the
+  step; otherwise the next loss is non-finite and the engine stops there).
 """
 
 from __future__ import annotations
@@ -52,11 +58,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ghuda.harmonize import flat
 from ghuda.harmonize.grads import GradientPair, accumulate_grad, task_gradients
 from ghuda.harmonize.numerics import (
     NonFiniteGradientError,
     PairStats,
     add_to,
+    check_finite,
     linear_combination,
     pair_stats,
     saturate,
@@ -66,8 +74,8 @@ MODES = ("direct", "weighted_loss")
 Stats = dict[str, float | bool | str | None]
 
 __all__ = [
+    "FALLBACKS",
     "MODES",
-    "PLAIN_SUM",
     "Coefficients",
     "ConflictHarmonizer",
     "ElementwiseHarmonizer",
@@ -76,7 +84,6 @@ __all__ = [
     "NonFiniteGradientError",
     "PairStats",
     "VectorHarmonizer",
-    "trivial_coefficients",
 ]
 
 
@@ -97,26 +104,44 @@ class Harmonized:
     fallback: str | None = None
 
 
+# Fallback names a vector harmonizer's coefficients can carry, by code (index).
+FALLBACKS: tuple[str | None, ...] = (None, "zero_gradient", "antiparallel")
+
+
 @dataclass(frozen=True)
 class Coefficients:
-    """h1 = a11 g1 + a12 g2 and h2 = a21 g1 + a22 g2; `fallback` names a degenerate case."""
+    """``matrix`` = [[a11, a12], [a21, a22]] with h1 = a11 g1 + a12 g2, h2 = a21 g1 + a22 g2,
+    float64 on the gradients' device; `fallback` a 0-d tensor indexing `FALLBACKS`."""
 
-    a11: float
-    a12: float
-    a21: float
-    a22: float
-    fallback: str | None = None
+    matrix: Tensor
+    fallback: Tensor
+
+    @classmethod
+    def of(cls, a11: Tensor | float, a12: Tensor | float, a21: Tensor | float,
+           a22: Tensor | float, like: Tensor, fallback: str | None = None) -> Coefficients:
+        """Coefficients from four scalars (tensors or numbers) on `like`'s device."""
+        values = [x if isinstance(x, Tensor) else torch.full_like(like, x)
+                  for x in (a11, a12, a21, a22)]
+        code = torch.full_like(like, FALLBACKS.index(fallback))
+        return cls(torch.stack(values).view(2, 2), code)
+
+    @classmethod
+    def plain_sum(cls, like: Tensor) -> Coefficients:
+        """w1 = w2 = 1: h1 = g1, h2 = g2."""
+        return cls(torch.eye(2, dtype=torch.float64, device=like.device),
+                   torch.zeros_like(like))
 
     @property
-    def w1(self) -> float:
-        return self.a11 + self.a21
+    def weights(self) -> Tensor:
+        """(w1, w2): the update is ``w1 g1 + w2 g2``."""
+        return self.matrix.sum(0)
 
-    @property
-    def w2(self) -> float:
-        return self.a12 + self.a22
+    def where(self, condition: Tensor, other: Coefficients) -> Coefficients:
+        """These coefficients where `condition` holds, `other` elsewhere (no host read)."""
+        return Coefficients(torch.where(condition, self.matrix, other.matrix),
+                            torch.where(condition, self.fallback, other.fallback))
 
 
-PLAIN_SUM = Coefficients(1.0, 0.0, 0.0, 1.0)
 Scales = tuple[float, float]
 
 
@@ -129,18 +154,10 @@ def check_scales(scales: Sequence[float]) -> Scales:
     return values[0], values[1]
 
 
-def _combination_sq(stats: PairStats, w1: float, w2: float) -> float:
-    """|w1 g1 + w2 g2|^2 from the pair's reductions."""
-    return max(w1 * w1 * stats.sq1 + 2.0 * w1 * w2 * stats.dot + w2 * w2 * stats.sq2, 0.0)
-
-
-def trivial_coefficients(stats: PairStats) -> Coefficients | None:
-    """The plain sum when there is nothing to harmonize (a zero gradient, or no conflict)."""
-    if stats.has_zero:
-        return Coefficients(1.0, 0.0, 0.0, 1.0, fallback="zero_gradient")
-    if not stats.conflict:
-        return PLAIN_SUM
-    return None
+def _combination_sq(stats: PairStats, e: Tensor) -> Tensor:
+    """|e1 g1 + e2 g2|^2 from the pair's reductions (float64 tensor)."""
+    sq = e[0] * e[0] * stats.sq1 + 2.0 * e[0] * e[1] * stats.dot + e[1] * e[1] * stats.sq2
+    return sq.clamp(min=0.0)
 
 
 def _check_flat(g1: Tensor, g2: Tensor) -> None:
@@ -155,17 +172,31 @@ def _check_flat(g1: Tensor, g2: Tensor) -> None:
                          f"{g2.device}")
 
 
-def _stats_dict(stats: PairStats, w1: float | None, w2: float | None, update_sq: float,
-                fallback: str | None) -> Stats:
+def read_stats(stats: PairStats, weights: Tensor | None, update_sq: Tensor,
+               fallback: Tensor | str | None) -> Stats:
+    """The statistics dict, read from the device in ONE transfer; raises
+    `NonFiniteGradientError` when a gradient is not finite."""
+    parts = [stats.sq1, stats.sq2, stats.cos, stats.norm1, stats.norm2, update_sq,
+             stats.conflict.double()]
+    if weights is not None:
+        parts.append(weights)
+    if isinstance(fallback, Tensor):
+        parts.append(fallback.reshape(1).double())
+    values = torch.cat([x.reshape(-1).double() for x in parts]).tolist()
+    sq1, sq2, cos, norm1, norm2, update, conflict = values[:7]
+    check_finite(sq1, sq2)
+    w1, w2 = values[7:9] if weights is not None else (None, None)
+    if isinstance(fallback, Tensor):
+        fallback = FALLBACKS[int(values[-1])]
     return {
-        "cos": stats.cos,
-        "angle_deg": math.degrees(stats.theta),
-        "conflict": stats.conflict,
+        "cos": cos,
+        "angle_deg": math.degrees(math.acos(cos)),
+        "conflict": bool(conflict),
         "w1": w1,
         "w2": w2,
-        "norm1": stats.norm1,
-        "norm2": stats.norm2,
-        "norm_update": math.sqrt(update_sq),
+        "norm1": norm1,
+        "norm2": norm2,
+        "norm_update": math.sqrt(update),
         "fallback": fallback,
     }
 
@@ -257,17 +288,27 @@ class VectorHarmonizer(Harmonizer):
 
     @abstractmethod
     def coefficients(self, stats: PairStats) -> Coefficients:
-        """The 2x2 coefficients for this pair; finite for every finite input."""
+        """The 2x2 coefficients for this pair; finite for every finite input, computed with
+        tensor operations only (degenerate cases selected with ``torch.where``)."""
 
     def harmonize(self, g1: Tensor, g2: Tensor) -> Harmonized:
         _check_flat(g1, g2)
-        stats = pair_stats([g1], [g2])
+        yes = [True]
+        groups = flat.flatten([g1], [g1], [g2], is_param=yes, is_measured=yes)
+        stats = flat.gram(groups, g1.device)
         c = self.coefficients(stats)
-        h1 = linear_combination(g1, c.a11, g2, c.a12, like=g1)
-        h2 = linear_combination(g1, c.a21, g2, c.a22, like=g1)
-        update = linear_combination(g1, c.w1, g2, c.w2, like=g1)
-        return Harmonized(update=update, h1=h1, h2=h2, w1=c.w1, w2=c.w2, cos=stats.cos,
-                          conflict=stats.conflict, fallback=c.fallback)
+        (group,) = groups
+        a, b = group.rows
+        m1, m2 = group.scales
+
+        def combination(x: Tensor) -> Tensor:
+            return saturate(flat.combine(a, b, x[0] * m1, x[1] * m2), g1.dtype)
+
+        values = read_stats(stats, c.weights, _combination_sq(stats, c.weights), c.fallback)
+        return Harmonized(update=combination(c.weights), h1=combination(c.matrix[0]),
+                          h2=combination(c.matrix[1]), w1=values["w1"], w2=values["w2"],
+                          cos=values["cos"], conflict=values["conflict"],
+                          fallback=values["fallback"])
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
@@ -276,25 +317,34 @@ class VectorHarmonizer(Harmonizer):
         weighted = self.mode == "weighted_loss"
         pair = task_gradients(loss1, loss2, params, measure,
                               keep_graph=retain_graph or weighted)
-        stats = pair_stats(*pair.on_measure())
+        groups = flat.flatten(pair.tensors, pair.g1, pair.g2,
+                              is_param=[pair.is_param(t) for t in pair.tensors],
+                              is_measured=[pair.in_measure(t) for t in pair.tensors])
+        device = pair.measure[0].device
+        if groups:
+            stats = flat.gram(groups, device)
+        else:  # neither loss reaches any tensor
+            zero = torch.zeros((), dtype=torch.float64, device=device)
+            stats = PairStats(dot=zero, sq1=zero, sq2=zero)
         c = self.coefficients(stats)
-        e1, e2 = s1 * c.w1, s2 * c.w2  # effective weights of the written update
-        fallback = c.fallback
+        w = c.weights
+        e = torch.stack((w[0] * s1, w[1] * s2))  # effective weights of the written update
+        values = (read_stats(stats, c.weights, _combination_sq(stats, e), c.fallback)
+                  if with_stats or weighted else {})
         if weighted:
-            total = e1 * loss1.reshape(()) + e2 * loss2.reshape(())
+            total = (e[0].to(loss1.dtype) * loss1.reshape(())
+                     + e[1].to(loss2.dtype) * loss2.reshape(()))
             if bool(torch.isfinite(total)):
                 if total.requires_grad:
                     total.backward(inputs=pair.params, retain_graph=retain_graph)
-                return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
-            fallback = "weighted_loss_overflow"
-        plain_outside = self.outside == "sum"
-        for p in pair.params:
-            a, b = pair.of(p)
-            if a is not None or b is not None:
-                f1, f2 = (s1, s2) if plain_outside and not pair.in_measure(p) else (e1, e2)
-                accumulate_grad(p, linear_combination(a, f1, b, f2, like=p))
-            pair.release(p)
-        return _stats_dict(stats, c.w1, c.w2, _combination_sq(stats, e1, e2), fallback)
+                return values
+            values["fallback"] = "weighted_loss_overflow"
+        inside = (e[0], e[1])
+        outside = inside if self.outside == "weighted" else (
+            torch.full_like(e[0], s1), torch.full_like(e[1], s2))
+        for group in groups:
+            group.write(inside, outside)
+        return values if with_stats else {}
 
 
 class ConflictHarmonizer(VectorHarmonizer):
@@ -302,11 +352,15 @@ class ConflictHarmonizer(VectorHarmonizer):
 
     @abstractmethod
     def on_conflict(self, stats: PairStats) -> Coefficients:
-        """Coefficients for a conflicting pair of nonzero gradients (d < 0)."""
+        """Coefficients for a conflicting pair of nonzero gradients (d < 0); evaluated for
+        every pair (tensor operations only), used where the pair conflicts."""
 
     def coefficients(self, stats: PairStats) -> Coefficients:
-        trivial = trivial_coefficients(stats)
-        return self.on_conflict(stats) if trivial is None else trivial
+        plain = Coefficients.plain_sum(stats.dot)
+        out = self.on_conflict(stats).where(stats.conflict, plain)
+        zero_gradient = torch.full_like(out.fallback, FALLBACKS.index("zero_gradient"))
+        return Coefficients(out.matrix, torch.where(stats.has_zero, zero_gradient,
+                                                    out.fallback))
 
 
 class ElementwiseHarmonizer(Harmonizer):
@@ -385,11 +439,11 @@ class ElementwiseHarmonizer(Harmonizer):
             update=self._update(a, b, conflict, filled, g1.dtype),
             h1=saturate(torch.where(conflict, half, a), g1.dtype),
             h2=saturate(torch.where(conflict, half, b), g1.dtype),
-            w1=None, w2=None, cos=stats.cos, conflict=stats.conflict,
+            w1=None, w2=None, cos=float(stats.cos), conflict=bool(stats.conflict),
             fallback=self._fallback(stats, totals))
 
     def _fallback(self, stats: PairStats, totals: Sequence[float]) -> str | None:
-        return "zero_gradient" if stats.has_zero else self.fallback(totals)
+        return "zero_gradient" if bool(stats.has_zero) else self.fallback(totals)
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
@@ -414,5 +468,6 @@ class ElementwiseHarmonizer(Harmonizer):
             if not pair.in_measure(p) and (a is not None or b is not None):
                 accumulate_grad(p, linear_combination(a, s1, b, s2, like=p))
             pair.release(p)
-        return _stats_dict(stats, None, None, 0.0 if update_sq is None else float(update_sq),
-                           self._fallback(stats, totals))
+        if update_sq is None:
+            update_sq = torch.zeros((), dtype=torch.float64, device=stats.dot.device)
+        return read_stats(stats, None, update_sq, self._fallback(stats, totals))

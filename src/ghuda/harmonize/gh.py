@@ -21,4 +21,4 @@ class GH(ConflictHarmonizer):
         # d / |g|^2 = cos * |g_other| / |g|: no overflow of d or |g|^2 for any norms.
         r12 = stats.cos * stats.norm1 / stats.norm2  # d / |g2|^2
         r21 = stats.cos * stats.norm2 / stats.norm1  # d / |g1|^2
-        return Coefficients(a11=1.0, a12=-r12, a21=-r21, a22=1.0)
+        return Coefficients.of(1.0, -r12, -r21, 1.0, like=stats.dot)

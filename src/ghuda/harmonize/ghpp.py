@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+import torch
+from torch import Tensor
+
 from ghuda.harmonize.base import Coefficients, ConflictHarmonizer
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
@@ -36,7 +39,7 @@ class TradeOffHarmonizer(ConflictHarmonizer):
         return (f"{type(self).__name__}(name={self.name!r}, t={self.t}, mode={self.mode!r}, "
                 f"outside={self.outside!r})")
 
-    def rotations(self, stats: PairStats) -> tuple[float, float]:
+    def rotations(self, stats: PairStats) -> tuple[Tensor, Tensor]:
         """(beta, beta_max - beta) in radians: how far g1 and g2 turn toward each other."""
         beta_max = stats.theta - math.pi / 2
         beta = self.t * beta_max
@@ -47,5 +50,5 @@ class TradeOffHarmonizer(ConflictHarmonizer):
 class GHPlusPlus(TradeOffHarmonizer):
     def on_conflict(self, stats: PairStats) -> Coefficients:
         b1, b2 = self.rotations(stats)
-        return Coefficients(a11=1.0 + 2.0 * math.sin(b1 / 2), a12=0.0,
-                            a21=0.0, a22=1.0 - 2.0 * math.sin(b2 / 2))
+        return Coefficients.of(1.0 + 2.0 * torch.sin(b1 / 2), 0.0,
+                               0.0, 1.0 - 2.0 * torch.sin(b2 / 2), like=stats.dot)

@@ -39,12 +39,13 @@ ANTIPARALLEL_SIN = math.sqrt(torch.finfo(torch.float32).eps)
 class GHPlusPlusExact(TradeOffHarmonizer):
     def on_conflict(self, stats: PairStats) -> Coefficients:
         b1, b2 = self.rotations(stats)
-        theta, sin_theta = stats.theta, math.sin(stats.theta)
-        if sin_theta < ANTIPARALLEL_SIN:
-            return Coefficients(a11=math.cos(b1), a12=0.0, a21=0.0, a22=math.cos(b2),
-                                fallback="antiparallel")
+        theta = stats.theta
+        sin_theta = torch.sin(theta)
         ratio = stats.norm1 / stats.norm2
-        return Coefficients(a11=math.sin(theta - b1) / sin_theta,
-                            a12=math.sin(b1) / sin_theta * ratio,
-                            a21=math.sin(b2) / sin_theta / ratio,
-                            a22=math.sin(theta - b2) / sin_theta)
+        rotated = Coefficients.of(torch.sin(theta - b1) / sin_theta,
+                                  torch.sin(b1) / sin_theta * ratio,
+                                  torch.sin(b2) / sin_theta / ratio,
+                                  torch.sin(theta - b2) / sin_theta, like=stats.dot)
+        antiparallel = Coefficients.of(torch.cos(b1), 0.0, 0.0, torch.cos(b2), like=stats.dot,
+                                       fallback="antiparallel")
+        return antiparallel.where(sin_theta < ANTIPARALLEL_SIN, rotated)

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import Harmonized, Harmonizer, Stats, _stats_dict, check_scales
+from ghuda.harmonize.base import Harmonized, Harmonizer, Stats, check_scales, read_stats
 from ghuda.harmonize.grads import Grads, accumulate_grad, check_loss, scope, unique
 from ghuda.harmonize.numerics import NonFiniteGradientError, add_to, linear_combination, pair_stats
 from ghuda.harmonize.registry import register
@@ -88,15 +88,15 @@ def _grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads
                                     allow_unused=True))
 
 
-def _update_sq(ga: Grads, sa: float, gb: Grads, sb: float, like: Sequence[Tensor]) -> float:
-    """|sa*ga + sb*gb|^2 in float64 over `like`."""
+def _update_sq(ga: Grads, sa: float, gb: Grads, sb: float, like: Sequence[Tensor]) -> Tensor:
+    """|sa*ga + sb*gb|^2 in float64 over `like` (0-d tensor)."""
     total: Tensor | None = None
     for a, b, t in zip(ga, gb, like, strict=True):
         if a is None and b is None:
             continue
         u = linear_combination(a, sa, b, sb, like=t).reshape(-1).double()
         total = add_to(total, torch.dot(u, u))
-    return 0.0 if total is None else float(total)
+    return torch.zeros((), dtype=torch.float64) if total is None else total
 
 
 @register("metaalign")
@@ -208,7 +208,7 @@ class MetaAlign(Harmonizer):
         stats = pair_stats([g1[i] for i in on_measure], [g2[i] for i in on_measure])
         update_sq = _update_sq([ga[i] for i in on_measure], s[ia], [gb[i] for i in on_measure],
                                s[ib], measure_list)
-        return _stats_dict(stats, None, None, update_sq, None)
+        return read_stats(stats, None, update_sq.to(stats.dot.device), None)
 
     def _check(self, look_ahead: LookAhead | None) -> LookAhead:
         if look_ahead is None:

@@ -1,9 +1,10 @@
 """Numerically safe reductions and combinations shared by all harmonizers (REFERENCE 1.1).
 
-* `pair_stats` accumulates ``d = <g1, g2>``, ``|g1|^2`` and ``|g2|^2`` tensor by tensor in
-  float64 (never a flat copy of the model), so norms from 1e-20 to 1e20 and float16/bfloat16
-  gradients neither overflow nor underflow. A non-finite reduction raises
-  `NonFiniteGradientError`.
+* `PairStats` holds ``d = <g1, g2>``, ``|g1|^2`` and ``|g2|^2`` as float64 tensors, so norms
+  from 1e-20 to 1e20 and float16/bfloat16 gradients neither overflow nor underflow; vector
+  harmonizers get it from `ghuda.harmonize.flat.gram` without a host read, the per-tensor
+  paths (element-wise harmonizers, MetaAlign) from `pair_stats`, which accumulates tensor by
+  tensor and raises `NonFiniteGradientError` on a non-finite reduction (one sync).
 * `linear_combination` forms ``wa*a + wb*b`` in float32 or wider, switches to float64 when a
   weight would lose precision or overflow in float32 (weights up to ~1e40 arise when the two
   norms differ by 1e20), and saturates half-precision results to the dtype's finite range.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -29,42 +31,51 @@ class NonFiniteGradientError(ValueError):
 
 @dataclass(frozen=True)
 class PairStats:
-    """Reductions of a gradient pair over the measure scope, in float64 (REFERENCE 1.1)."""
+    """Reductions of a gradient pair over the measure scope: float64 0-d tensors on the
+    gradients' device (REFERENCE 1.1). Every derived quantity is a tensor too, so that a
+    harmonizer's coefficients never need a value on the host."""
 
-    dot: float
-    sq1: float
-    sq2: float
+    dot: Tensor
+    sq1: Tensor
+    sq2: Tensor
 
-    @property
-    def norm1(self) -> float:
-        return math.sqrt(self.sq1)
+    @cached_property
+    def norm1(self) -> Tensor:
+        return self.sq1.sqrt()
 
-    @property
-    def norm2(self) -> float:
-        return math.sqrt(self.sq2)
+    @cached_property
+    def norm2(self) -> Tensor:
+        return self.sq2.sqrt()
 
-    @property
-    def has_zero(self) -> bool:
+    @cached_property
+    def has_zero(self) -> Tensor:
         """Either gradient is exactly zero on the measure scope: the angle is undefined."""
-        return self.sq1 == 0.0 or self.sq2 == 0.0
+        return (self.sq1 == 0.0) | (self.sq2 == 0.0)
 
-    @property
-    def cos(self) -> float:
+    @cached_property
+    def cos(self) -> Tensor:
         """Cosine of the angle, clamped to [-1, 1]; 0 when either gradient is zero."""
-        if self.has_zero:
-            return 0.0
         cos = (self.dot / self.norm1) / self.norm2  # two divisions: |g1||g2| may overflow
-        return max(-1.0, min(1.0, cos))
+        return torch.where(self.has_zero, 0.0, cos.clamp(-1.0, 1.0))
 
-    @property
-    def theta(self) -> float:
+    @cached_property
+    def theta(self) -> Tensor:
         """Angle between g1 and g2 in radians, in [0, pi]."""
-        return math.acos(self.cos)
+        return self.cos.acos()
 
-    @property
-    def conflict(self) -> bool:
+    @cached_property
+    def conflict(self) -> Tensor:
         """Conflict means an obtuse angle, d < 0 (REFERENCE 1.1)."""
         return self.cos < 0.0
+
+
+def check_finite(sq1: float, sq2: float) -> None:
+    """Raise `NonFiniteGradientError` when a squared norm (read on the host) is not finite."""
+    for which, value in (("first", sq1), ("second", sq2)):
+        if not math.isfinite(value):
+            raise NonFiniteGradientError(
+                f"the gradient of the {which} loss is not finite on the measure scope "
+                f"(inf/NaN, or a squared norm beyond float64's range): got |g|^2 = {value}")
 
 
 def _sq_dot(a: Tensor | None, b: Tensor | None, like: Tensor) -> Tensor:
@@ -97,13 +108,11 @@ def pair_stats(g1: Sequence[Tensor | None], g2: Sequence[Tensor | None]) -> Pair
         if like is None:
             continue
         total = add_to(total, _sq_dot(a, b, like))
-    dot, sq1, sq2 = (0.0, 0.0, 0.0) if total is None else total.tolist()
-    for which, value in (("first", sq1), ("second", sq2)):
-        if not math.isfinite(value):
-            raise NonFiniteGradientError(
-                f"the gradient of the {which} loss is not finite on the measure scope "
-                f"(inf/NaN, or a squared norm beyond float64's range): got |g|^2 = {value}")
-    return PairStats(dot=dot, sq1=sq1, sq2=sq2)
+    if total is None:
+        total = torch.zeros(3, dtype=torch.float64)
+    _, sq1, sq2 = total.tolist()
+    check_finite(sq1, sq2)
+    return PairStats(dot=total[0], sq1=total[1], sq2=total[2])
 
 
 def work_dtype(dtype: torch.dtype, *weights: float) -> torch.dtype:

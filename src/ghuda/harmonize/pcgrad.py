@@ -14,31 +14,31 @@ A zero gradient never conflicts (its inner products are 0): the plain sum.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import torch
+from torch import Tensor
 
-from ghuda.harmonize.base import Coefficients, VectorHarmonizer
+from ghuda.harmonize.base import FALLBACKS, Coefficients, VectorHarmonizer
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
 
 
-def pcgrad_coefficients(gram: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Rows A with ``g_i^PC = sum_l A[i][l] g_l``, from the Gram matrix ``<g_l, g_j>``."""
-    k = len(gram)
-    coef = [[1.0 if i == l else 0.0 for l in range(k)] for i in range(k)]
+def pcgrad_coefficients(gram: Tensor) -> Tensor:
+    """Rows A with ``g_i^PC = sum_l A[i, l] g_l``, from the Gram matrix ``<g_l, g_j>`` (k x k
+    tensor); tensor operations only (a projection is applied with ``torch.where``)."""
+    k = gram.shape[0]
+    coef = torch.eye(k, dtype=gram.dtype, device=gram.device)
     for i in range(k):
         for j in range(k):
             if j == i:
                 continue
-            inner = sum(coef[i][l] * gram[l][j] for l in range(k))  # <g_i^PC, g_j>
-            if inner < 0.0:
-                coef[i][j] -= inner / gram[j][j]
+            inner = coef[i] @ gram[:, j]  # <g_i^PC, g_j>
+            coef[i, j] -= torch.where(inner < 0.0, inner / gram[j, j], 0.0)
     return coef
 
 
 @register("pcgrad")
 class PCGrad(VectorHarmonizer):
     def coefficients(self, stats: PairStats) -> Coefficients:
-        (a11, a12), (a21, a22) = pcgrad_coefficients([[stats.sq1, stats.dot],
-                                                      [stats.dot, stats.sq2]])
-        return Coefficients(a11=a11, a12=a12, a21=a21, a22=a22,
-                            fallback="zero_gradient" if stats.has_zero else None)
+        gram = torch.stack((stats.sq1, stats.dot, stats.dot, stats.sq2)).view(2, 2)
+        fallback = torch.where(stats.has_zero, FALLBACKS.index("zero_gradient"), 0)
+        return Coefficients(pcgrad_coefficients(gram), fallback.to(stats.dot.dtype))

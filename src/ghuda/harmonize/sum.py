@@ -4,13 +4,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
-from ghuda.harmonize.base import (
-    PLAIN_SUM,
-    Coefficients,
-    Stats,
-    VectorHarmonizer,
-    check_scales,
-)
+from ghuda.harmonize.base import Coefficients, Stats, VectorHarmonizer, check_scales
 from ghuda.harmonize.grads import check_loss, scope
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
@@ -28,7 +22,7 @@ class Sum(VectorHarmonizer):
     extra_backward = 0  # the engine calls it with with_stats=False
 
     def coefficients(self, stats: PairStats) -> Coefficients:
-        return PLAIN_SUM
+        return Coefficients.plain_sum(stats.dot)
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,

@@ -40,7 +40,13 @@ METHOD = """\
    launches, not FLOPs): assumptions about the GPU, not measurements.
 Ignored: data loading, mixed precision beyond P, and the Python overhead of a tiny CPU model,
 which inflates R, so the estimate leans high.
+With a GPU check CSV (benchmarks/gpu_check.py; `--gpu-csv`, or `compute_budget.gpu_csv` in
+this pipeline's config), step 3 uses, for every job whose (dataset, backbone) it measured,
+the measured source-only step time t on the generated tree of that dataset's layout instead
+of max(F / P, f): GPU time of a training step = R * t * (job batch / measured batch). That
+time was measured through the engine, so it includes data loading and mixed precision.
 """
+GPU_SECTION = "backbone"  # the gpu_check rows that give the unit step time
 SOURCE_VAL_FRACTION = 0.1  # held-out source split evaluated with the target (engine default)
 DEFAULT_SIZE = {"digit_cnn": 32, "tiny_vit": 32}
 
@@ -122,8 +128,26 @@ def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def job_estimate(target: Mapping[str, Any], run: Run, ratio: float) -> dict[str, Any]:
-    """GPU hours of one job of the target config, given its R."""
+def measured_steps(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, str], tuple[float, int]],
+                                                         str]:
+    """{(dataset, backbone): (ms per step, batch)} of a gpu_check CSV's completed backbone
+    rows, and a description of the source (device, date, path)."""
+    frame = pd.read_csv(path)
+    rows = frame[(frame["section"] == GPU_SECTION) & frame["ms_per_step"].notna()
+                 & frame["status"].isin(["ok", "completed"])]
+    if rows.empty:
+        raise ValueError(f"{path}: no completed '{GPU_SECTION}' rows (benchmarks/gpu_check.py "
+                         "writes them)")
+    steps = {(r.dataset, r.backbone): (float(r.ms_per_step), int(r.batch))
+             for r in rows.itertuples()}
+    first = rows.iloc[0]
+    return steps, f"{first['device']}, {first['date']}, `{path}`"
+
+
+def job_estimate(target: Mapping[str, Any], run: Run, ratio: float,
+                 measured: Mapping[tuple[str, str], tuple[float, int]] | None = None
+                 ) -> dict[str, Any]:
+    """GPU hours of one job of the target config, given its R (and measured unit steps)."""
     rc = run.run_config
     train = rc.get("train", {})
     ds = target["datasets"][run.dataset]
@@ -140,16 +164,23 @@ def job_estimate(target: Mapping[str, Any], run: Run, ratio: float) -> dict[str,
     evals = steps // int(train.get("eval_every", steps)) if train.get("eval_every") else 1
     tflops = float(target["budget"]["sustained_tflops"])
     floor_s = float(target["budget"].get("pass_floor_ms", 0.0)) / 1e3
-    train_s = steps * ratio * max(fb / (tflops * 1e12), floor_s)
+    unit = (measured or {}).get((run.dataset, backbone))
+    if unit is None:
+        train_s, source = steps * ratio * max(fb / (tflops * 1e12), floor_s), "assumed"
+    else:
+        train_s = steps * ratio * unit[0] / 1e3 * batch / unit[1]
+        source = "measured"
     hours = (train_s + evals * eval_images * fwd1 / (tflops * 1e12)) / 3600
     return {"dataset": run.dataset, "task": run.task, "method": run.method,
             "variant": run.variant, "seed": run.seed, "backbone": backbone, "steps": steps,
             "batch": batch, "R": ratio, "train_pflop": steps * ratio * fb / 1e15,
             "eval_pflop": evals * eval_images * fwd1 / 1e15, "gpu_hours": hours,
-            "requested_min": run.resources["runtime"], "gpus": run.resources["gpu"]}
+            "requested_min": run.resources["runtime"], "gpus": run.resources["gpu"],
+            "step_source": source}
 
 
-def estimate(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str
+def estimate(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str,
+             measured: Mapping[tuple[str, str], tuple[float, int]] | None = None
              ) -> tuple[pd.DataFrame, pd.DataFrame, Mapping[str, Any]]:
     """(per-job estimates, measured ratios, target config)."""
     target = load_config(target_path)
@@ -164,15 +195,26 @@ def estimate(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str
         if ratio is None:
             missing.add((run.method, run.variant))
             continue
-        jobs.append(job_estimate(target, run, ratio))
+        jobs.append(job_estimate(target, run, ratio, measured))
     if missing:
         raise ValueError(f"{target_path}: no step-cost measurement in this pipeline for "
                          f"(method, variant) {sorted(missing)}; add them to this config's grid")
     return pd.DataFrame(jobs), ratios, target
 
 
+def _step_source(jobs: pd.DataFrame, measured_from: str | None) -> str:
+    """The sentence that says where the step times come from."""
+    if measured_from is None:
+        return ("Step times: the assumed GPU throughput below (no measured GPU check CSV "
+                "given; `--gpu-csv` or `compute_budget.gpu_csv` takes one).")
+    n = int((jobs["step_source"] == "measured").sum())
+    return (f"Step times: **measured** by benchmarks/gpu_check.py ({measured_from}) for {n} "
+            f"of {len(jobs)} jobs; the other {len(jobs) - n} use the assumed throughput "
+            "below.")
+
+
 def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[str, Any],
-                    target_path: str) -> str:
+                    target_path: str, measured_from: str | None = None) -> str:
     """tables/compute_budget.md."""
     gpu = target["budget"]
     lines = [f"# Compute budget of `{target_path}` (estimate)", "",
@@ -181,7 +223,7 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
              f"({gpu['gpu']}, sustained {gpu['sustained_tflops']} TFLOP/s, at least "
              f"{gpu.get('pass_floor_ms', 0)} ms per backbone pass: "
              f"{' '.join(str(gpu['basis']).split())}). Every job uses "
-             f"{int(jobs['gpus'].max())} GPU.", "",
+             f"{int(jobs['gpus'].max())} GPU.", "", _step_source(jobs, measured_from), "",
              "This is an **estimate**, not a measurement. Method:", "", METHOD, ""]
     per_ds = Table(caption="Per dataset", columns=["Dataset", "jobs", "GPU hours",
                                                   "median h/job", "max h/job",
@@ -215,9 +257,13 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
 
 
 def write_budget(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str,
-                 out_md: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> float:
-    """Write the budget table and the per-job CSV; returns the total GPU hours."""
-    jobs, ratios, target = estimate(config, runs, target_path)
+                 out_md: str | os.PathLike[str], out_csv: str | os.PathLike[str],
+                 gpu_csv: str | os.PathLike[str] | None = None) -> float:
+    """Write the budget table and the per-job CSV; returns the total GPU hours. `gpu_csv`
+    (default: ``compute_budget.gpu_csv`` of `config`) gives measured GPU step times."""
+    gpu_csv = gpu_csv or config.get("compute_budget", {}).get("gpu_csv")
+    measured, measured_from = measured_steps(gpu_csv) if gpu_csv else (None, None)
+    jobs, ratios, target = estimate(config, runs, target_path, measured)
     write_with(out_csv, lambda tmp: jobs.round(6).to_csv(tmp, index=False))
-    write_text(out_md, budget_markdown(jobs, ratios, target, target_path))
+    write_text(out_md, budget_markdown(jobs, ratios, target, target_path, measured_from))
     return float(jobs["gpu_hours"].sum())

@@ -5,6 +5,7 @@
     ghuda report figure    NAME --config C --summary S --out figures
     ghuda report verify    --config C --summary S --reported R --out tables/verify.md
     ghuda report budget    --config C --target configs/paper.yaml --summary S --out F --jobs F
+                           [--gpu-csv benchmarks/results/gpu_check_cuda.csv]
     ghuda report index     --config C --tables tables --figures figures --out tables/README.md
     ghuda report landing   --config C --tables tables --out results/<name>/report/tables.html
 
@@ -37,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     fig = add("figure", "write one figure as PNG and PDF", "summary", "out")
     fig.add_argument("name", help="figure name (ghuda.report.figures.FIGURES)")
     add("verify", "compare reproduced and published numbers", "summary", "reported", "out")
-    add("budget", "estimate the GPU time of another config's jobs", "target", "summary",
-        "out", "jobs")
+    budget = add("budget", "estimate the GPU time of another config's jobs", "target",
+                 "summary", "out", "jobs")
+    budget.add_argument("--gpu-csv", default=None,
+                        help="measured step times (benchmarks/gpu_check.py CSV)")
     add("index", "write the index of tables and figures", "tables", "figures", "out")
     add("fidelity", "write the fidelity table (released behaviour vs this config and the "
         "paper config)", "paper", "out")
@@ -108,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.step == "budget":
         from ghuda.report.budget import write_budget
 
-        hours = write_budget(config, summary["runs"], args.target, args.out, args.jobs)
+        hours = write_budget(config, summary["runs"], args.target, args.out, args.jobs,
+                             args.gpu_csv)
         print(f"wrote {args.out} and {args.jobs}: {hours:,.0f} GPU hours estimated")
         return 0
     raise AssertionError(args.step)  # argparse restricts the choices

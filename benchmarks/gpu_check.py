@@ -1,0 +1,409 @@
+"""GPU check (issue 13): one command that measures what the GPU path costs. Run by hand:
+
+    PYTHONPATH=src python3 benchmarks/gpu_check.py [--device cuda] [--out CSV] [--only ...]
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --device cpu --quick   # tiny, ~30 s
+
+Needs torch, torchvision, numpy, Pillow and PyYAML only (no Snakemake, DVC, pandas; a
+digits-mini that is not already under --data-root is built, which needs scikit-learn and
+matplotlib, else that section is reported as skipped). Three sections, one CSV row each:
+
+* ``step``: ResNet-50 at 224 px, 32 source + 32 target images, DANN-style heads (a linear
+  classifier and a discriminator behind a gradient reversal; measure scope: all but the
+  discriminator), engine SGD: ms per step of `plain` (one backward of L1 + L2), `floor` (two
+  ``autograd.grad`` calls, plain sum written: the least any two-pass harmonizer can cost),
+  every harmonizer (gh, ghpp, ghpp_exact, pcgrad, agr_sum; direct mode, no statistics, as
+  on the engine's non-logging steps) and `three_pass` (gh, released weighted-loss form), each
+  in fp32 and in bf16 autocast with channels-last. Configurations run interleaved (round
+  robin) so that drift hits all alike; median over repeats, CUDA synchronised per step.
+* ``digits``: one short digits-mini run per baseline (harmonizer sum) and DANN with every
+  harmonizer, through the engine: its median ms per step and final target accuracy.
+* ``backbone``: the step time of each paper backbone (resnet50, resnet101, vit_b16, no
+  pretrained weights; digit_cnn for Digits) on a generated tree in each paper dataset's
+  layout (tests/data/data_fixtures.py: solid-colour images, registered like the real data,
+  no download), through the engine: source-only, the dataset's paper batch size and
+  `num_workers`. This is the unit step that `ghuda report budget --gpu-csv` uses.
+
+``--quick`` shrinks everything (the digit CNN at 32 px for the step table, a tiny ViT on the
+Office-31 tree, batch 2-4, 2-3 steps) so that a test can exercise every path on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+SECTIONS = ("step", "digits", "backbone")
+HARMONIZERS = ("gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum")
+STEP_CONFIGS = ("plain", "floor", *HARMONIZERS, "three_pass")
+BASELINES = ("source_only", "dann", "cdan", "gvb", "mcd", "dwl", "ssrt", "cgdm")
+PAPER_BACKBONES = ("resnet50", "resnet101", "vit_b16")
+
+
+@dataclass
+class Row:
+    """One CSV row; `ms_per_step` is the median, `note` says what was measured."""
+
+    section: str
+    name: str
+    precision: str = ""
+    dataset: str = ""
+    backbone: str = ""
+    batch: int = 0
+    steps: int = 0
+    ms_per_step: float = float("nan")
+    ms_q1: float = float("nan")
+    ms_q3: float = float("nan")
+    vs_plain: float = float("nan")
+    vs_floor: float = float("nan")
+    acc: float = float("nan")
+    status: str = "ok"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    step_backbone: str
+    image: int
+    batch: int
+    step_repeats: int
+    step_warmup: int
+    digits_steps: int
+    backbone_steps: int
+    datasets: tuple[str, ...]
+    big_backbones: tuple[str, ...]
+    batch_override: int | None
+    workers: int | None
+    digits_runs: tuple[tuple[str, str], ...]
+    backbone_options: str = "{}"
+
+
+def sizes(quick: bool) -> Sizes:
+    digits_runs = (("source_only", "sum"), ("dann", "gh")) if quick else (
+        *((m, "sum") for m in BASELINES), *(("dann", h) for h in HARMONIZERS))
+    if quick:  # tiny models: a tiny ViT stands in for the paper backbones on 224 px images
+        return Sizes("digit_cnn", 32, 4, 2, 1, 3, 2, ("office31", "digits"), ("tiny_vit",), 2,
+                     0, digits_runs, "{image_size: 224, patch_size: 32}")
+    return Sizes("resnet50", 224, 32, 20, 5, 100, 20,
+                 ("office31", "office_home", "visda2017", "digits", "domainnet"),
+                 PAPER_BACKBONES, None, None, digits_runs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _quartiles(times_ms: list[float]) -> tuple[float, float, float]:
+    if len(times_ms) < 2:
+        return times_ms[0], times_ms[0], times_ms[0]
+    q1, q2, q3 = statistics.quantiles(times_ms, n=4)
+    return q2, q1, q3
+
+
+# ----------------------------------------------------------------------------- step section
+class StepBench:
+    """A DANN-style model and one training step per configuration."""
+
+    def __init__(self, s: Sizes, device: torch.device, bf16: bool) -> None:
+        import ghuda.harmonize as H
+        from ghuda.engine.sgd import SGD
+        from ghuda.models import build_backbone
+        from ghuda.models.heads import discriminator
+
+        torch.manual_seed(0)
+        self.backbone = build_backbone(s.step_backbone)
+        dim = self.backbone.feature_dim
+        self.classifier = nn.Linear(dim, 31)
+        self.disc = discriminator(dim, hidden=1024)
+        modules = nn.ModuleList([self.backbone, self.classifier, self.disc]).to(device)
+        fmt = torch.channels_last if bf16 else torch.contiguous_format
+        modules.to(memory_format=fmt)
+        gen = torch.Generator().manual_seed(1)
+        self.x = torch.randn(2 * s.batch, 3, s.image, s.image, generator=gen).to(
+            device, memory_format=fmt)
+        self.y = torch.randint(0, 31, (s.batch,), generator=gen).to(device)
+        self.domain = torch.cat([torch.ones(s.batch), torch.zeros(s.batch)]).to(device)
+        self.batch, self.device, self.bf16 = s.batch, device, bf16
+        self.params = list(modules.parameters())
+        self.measure = [*self.backbone.parameters(), *self.classifier.parameters()]
+        self.optimizer = SGD(self.params, lr=1e-4, momentum=0.9, nesterov=True,
+                             weight_decay=5e-4)
+        self.harmonizers = {name: H.make(name) for name in HARMONIZERS}
+        self.harmonizers["three_pass"] = H.make("gh", mode="weighted_loss")
+        self.harmonizers["plain"] = H.make("sum")
+
+    def losses(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from ghuda.models.heads import reverse_gradient
+
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.backbone(self.x)
+            cls = nn.functional.cross_entropy(self.classifier(features[:self.batch]), self.y)
+            logits = self.disc(reverse_gradient(features, 1.0)).squeeze(1)
+            transfer = nn.functional.binary_cross_entropy_with_logits(logits.float(),
+                                                                      self.domain)
+        return transfer, cls.float()
+
+    def step(self, config: str) -> None:
+        for p in self.params:
+            p.grad = None
+        transfer, cls = self.losses()
+        if config == "floor":
+            grads = [torch.autograd.grad(loss, self.params, retain_graph=k == 0,
+                                         allow_unused=True)
+                     for k, loss in enumerate((transfer, cls))]
+            filled = [[torch.zeros_like(p) if g is None else g for g, p in zip(
+                gk, self.params, strict=True)] for gk in grads]
+            for p, total in zip(self.params, torch._foreach_add(*filled), strict=True):
+                p.grad = total
+        else:
+            self.harmonizers[config].backward(transfer, cls, self.params, self.measure,
+                                              with_stats=False)
+        self.optimizer.step()
+        _sync(self.device)
+
+
+def step_section(s: Sizes, device: torch.device) -> list[Row]:
+    rows = []
+    for precision in ("fp32", "bf16+channels_last"):
+        bench = StepBench(s, device, bf16=precision != "fp32")
+        times: dict[str, list[float]] = {c: [] for c in STEP_CONFIGS}
+        for r in range(s.step_warmup + s.step_repeats):
+            order = STEP_CONFIGS[r % len(STEP_CONFIGS):] + STEP_CONFIGS[:r % len(STEP_CONFIGS)]
+            for config in order:
+                start = time.perf_counter()
+                bench.step(config)
+                if r >= s.step_warmup:
+                    times[config].append(1e3 * (time.perf_counter() - start))
+        medians = {c: _quartiles(t) for c, t in times.items()}
+        for config in STEP_CONFIGS:
+            med, q1, q3 = medians[config]
+            rows.append(Row("step", config, precision, backbone=s.step_backbone,
+                            batch=s.batch, steps=s.step_repeats, ms_per_step=med, ms_q1=q1,
+                            ms_q3=q3, vs_plain=med / medians["plain"][0],
+                            vs_floor=med / medians["floor"][0],
+                            note=f"{s.image} px, {s.batch}+{s.batch} images"))
+        del bench
+    return rows
+
+
+# ----------------------------------------------------------------------------- engine runs
+def _engine_run(overrides: list[str], out: Path) -> dict:
+    from ghuda import config
+    from ghuda.engine.trainer import NonFiniteLoss, Trainer
+
+    cfg = config.load(None, overrides)
+    try:
+        return Trainer(cfg, out, bar=False).run()
+    except NonFiniteLoss as err:
+        return {"status": "diverged", "note": str(err)}
+
+
+def _row_from_metrics(row: Row, metrics: dict) -> Row:
+    if metrics.get("status") == "diverged" and "cost" not in metrics:
+        row.status, row.note = "diverged", metrics.get("note", "")
+        return row
+    row.ms_per_step = float(metrics["cost"]["step_ms_median"])
+    row.acc = float(metrics["protocols"]["last"]["acc"])
+    row.status = metrics.get("status", "ok")
+    return row
+
+
+def _device_overrides(device: torch.device, threads: int | None) -> list[str]:
+    out = [f"train.device={device}"]
+    if threads is not None:
+        out.append(f"train.threads={threads}")
+    return out
+
+
+def _digits_root(data_root: Path, scratch: Path) -> Path:
+    from ghuda.data import digits_mini
+
+    if (data_root / digits_mini.NAME / "manifest.json").is_file():
+        return data_root
+    digits_mini.build(scratch / digits_mini.NAME, seed=digits_mini.expected()["seed"])
+    return scratch
+
+
+def digits_section(s: Sizes, device: torch.device, data_root: Path, scratch: Path,
+                   threads: int | None) -> list[Row]:
+    try:
+        root = _digits_root(data_root, scratch)
+    except (ImportError, FileNotFoundError) as err:
+        return [Row("digits", "all", status="skipped",
+                    note=f"digits-mini not under {data_root} and cannot be built here: {err}")]
+    rows = []
+    for method, harmonizer in s.digits_runs:
+        overrides = [f"dataset.root={root}", f"method.name={method}",
+                     f"harmonizer.name={harmonizer}", f"train.steps={s.digits_steps}",
+                     f"train.eval_every={s.digits_steps}", "train.checkpoint_every=0",
+                     *_device_overrides(device, threads)]
+        metrics = _engine_run(overrides, scratch / "runs" / f"{method}_{harmonizer}")
+        rows.append(_row_from_metrics(
+            Row("digits", f"{method}+{harmonizer}", backbone="digit_cnn",
+                dataset="digits_mini", steps=s.digits_steps, batch=32,
+                note="engine run: median step (ms), target accuracy (%) after the run"),
+            metrics))
+    return rows
+
+
+def _paper_datasets() -> dict:
+    return yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["datasets"]
+
+
+def _fixture_dataset(dataset: str, scratch: Path) -> Path:
+    """Generate, archive and register a fixture tree of `dataset`; returns the data root."""
+    sys.path.insert(0, str(REPO / "tests" / "data"))
+    from data_fixtures import make_archives, make_recipe, make_tree
+
+    from ghuda.data.fetch import register
+
+    base = scratch / f"tree_{dataset}"
+    counts, class_counts = make_tree(dataset, base / "tree")
+    archives = make_archives(dataset, base / "tree", base / "dl")
+    recipe = make_recipe(dataset, archives, counts, class_counts, "http://127.0.0.1:9/none",
+                         base / "recipe.json")
+    root = base / "data"
+    register(dataset, [base / "dl"], root=root, recipe_file=str(recipe), dvc=False,
+             log=lambda *_: None)
+    return root
+
+
+def backbone_section(s: Sizes, device: torch.device, scratch: Path,
+                     threads: int | None) -> list[Row]:
+    paper = _paper_datasets()
+    rows = []
+    for dataset in s.datasets:
+        spec = paper[dataset]
+        source, target = spec["tasks"][0].split("->")
+        train = spec["methods"]["source_only"].get("run", {}).get("train", {})
+        batch = s.batch_override or int(train.get("batch_size", 32))
+        workers = s.workers if s.workers is not None else int(
+            yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["run_defaults"]
+            ["train"].get("num_workers", 0))
+        backbones = (spec["run"]["model"]["backbone"],) if dataset == "digits" else (
+            s.big_backbones)
+        try:
+            root = _fixture_dataset(dataset, scratch)
+        except Exception as err:  # reported in the CSV; the other datasets go on
+            rows.append(Row("backbone", "source_only", dataset=dataset, status="skipped",
+                            note=f"fixture tree: {type(err).__name__}: {err}"))
+            continue
+        for backbone in backbones:
+            overrides = [f"dataset.name={dataset}", f"dataset.source={source}",
+                         f"dataset.target={target}", f"dataset.root={root}",
+                         f"model.backbone={backbone}", "model.pretrained=false",
+                         *([f"model.options={s.backbone_options}"]
+                           if backbone in ("tiny_vit",) else []),
+                         "method.name=source_only", f"train.batch_size={batch}",
+                         f"train.steps={s.backbone_steps}",
+                         f"train.eval_every={s.backbone_steps}", "train.checkpoint_every=0",
+                         f"train.num_workers={workers}", *_device_overrides(device, threads)]
+            metrics = _engine_run(overrides, scratch / "runs" / f"{dataset}_{backbone}")
+            rows.append(_row_from_metrics(
+                Row("backbone", "source_only", dataset=dataset, backbone=backbone,
+                    batch=batch, steps=s.backbone_steps,
+                    note=f"generated {dataset} tree, {workers} workers, engine step "
+                         "(data loading included)"), metrics))
+    return rows
+
+
+# ----------------------------------------------------------------------------- driver
+def _meta(device: torch.device) -> dict:
+    try:
+        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        git = ""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"device": f"{device} ({name})", "torch": torch.__version__,
+            "python": platform.python_version(), "git": git,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def write_csv(rows: list[Row], out: Path, meta: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = [{**asdict(r), **meta} for r in rows]
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        for rec in records:
+            writer.writerow({k: round(v, 4) if isinstance(v, float) else v
+                             for k, v in rec.items()})
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'section':8s} {'name':22s} {'precision':18s} {'dataset':11s} {'backbone':10s} "
+             f"{'ms/step':>9s} {'x plain':>7s} {'x floor':>7s} {'acc':>6s} status"]
+    for r in rows:
+        lines.append(f"{r.section:8s} {r.name:22s} {r.precision:18s} {r.dataset:11s} "
+                     f"{r.backbone:10s} {r.ms_per_step:9.1f} {r.vs_plain:7.2f} "
+                     f"{r.vs_floor:7.2f} {r.acc:6.1f} {r.status}")
+    return "\n".join(lines)
+
+
+def run(sections: tuple[str, ...], s: Sizes, device: torch.device, data_root: Path,
+        threads: int | None, log: Callable[[str], None]) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="ghuda-gpu-check-") as tmp:
+        scratch = Path(tmp)
+        for section in sections:
+            start = time.perf_counter()
+            if section == "step":
+                rows += step_section(s, device)
+            elif section == "digits":
+                rows += digits_section(s, device, data_root, scratch, threads)
+            else:
+                rows += backbone_section(s, device, scratch, threads)
+            log(f"gpu_check: {section} done in {time.perf_counter() - start:.0f} s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU test)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--data-root", type=Path, default=REPO / "data",
+                        help="where digits-mini is (else it is built in a temp folder)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV (default benchmarks/results/gpu_check_<device>.csv)")
+    args = parser.parse_args(argv)
+    sections = tuple(x for x in args.only.split(",") if x)
+    if bad := [x for x in sections if x not in SECTIONS]:
+        parser.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rows = run(sections, sizes(args.quick), device, args.data_root, args.threads,
+               lambda m: print(m, file=sys.stderr, flush=True))
+    meta = _meta(device)
+    out = args.out or RESULTS / f"gpu_check_{device.type}{'_quick' if args.quick else ''}.csv"
+    write_csv(rows, out, meta)
+    print(json.dumps(meta))
+    print(table(rows))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

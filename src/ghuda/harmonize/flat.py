@@ -1,0 +1,201 @@
+"""Flat task gradients: a vector harmonizer's step in a number of kernels that does not grow
+with the number of parameter tensors, and without reading a value back to the host.
+
+`flatten` packs g1 and g2 of every tensor of one dtype and device into two rows (one
+``torch._chunk_cat`` each; on CUDA one kernel) and scales each row by an exact power of two so
+that its largest magnitude lies in [0.5, 2): products of weights up to ~1e40 with gradients of
+norm 1e20 then stay in float32's range, the role float64 played in the per-tensor code, and
+the scaling itself rounds nothing. `gram` reduces the measure scope in float64 blocks of
+`BLOCK` elements (one matrix product per block: `<g1, g2>`, `|g1|^2` and `|g2|^2` at once).
+`FlatGroup.write` forms ``x1*g1 + x2*g2`` in place on the first row and hands each parameter a
+view of it with the parameter's own strides (channels-last stays channels-last), so writing
+``.grad`` costs one view per tensor and one ``_foreach_add_`` for gradients that already exist.
+
+Row layout per group: parameters outside the measure scope, then measured parameters, then
+measure tensors that are not parameters (statistics only), so that the measure scope and the
+written parameters are each one contiguous slice. Tensors reached by neither loss are left out
+(their ``.grad`` stays untouched); a loss that does not reach a tensor contributes zeros.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ghuda.harmonize.grads import Grads
+from ghuda.harmonize.numerics import PairStats, saturate, work_dtype
+
+# Elements per float64 block of the Gram reduction: 2 x 2^21 float64 = 32 MiB transient.
+BLOCK = 2**21
+
+
+def _dense_order(t: Tensor) -> list[int] | None:
+    """Dims of `t` from the largest stride to the smallest (size-1 dims first) when `t` is
+    dense and non-overlapping in some order, else None."""
+    dims = sorted((d for d in range(t.dim()) if t.shape[d] != 1), key=t.stride)
+    step = 1
+    for d in dims:
+        if t.stride(d) != step:
+            return None
+        step *= t.shape[d]
+    return [d for d in range(t.dim()) if t.shape[d] == 1] + dims[::-1]
+
+
+def _memory_order(t: Tensor) -> list[int] | None:
+    """The permutation that flattens `t` in its memory order when it is dense but not
+    row-major (channels-last), else None (flatten in logical order)."""
+    if t.dim() < 2 or t.is_contiguous():
+        return None
+    return _dense_order(t)
+
+
+def _strides(t: Tensor) -> tuple[int, ...]:
+    """Strides of `t`'s piece of a row: its own when dense, row-major otherwise."""
+    if _dense_order(t) is not None:
+        return tuple(t.stride())
+    out, step = [], 1
+    for size in reversed(t.shape):
+        out.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(out))
+
+
+def _pow2_scale(row: Tensor) -> Tensor:
+    """2^e with max|row| / 2^e in [0.5, 2) (1 for a zero, empty or non-finite row), float64
+    0-d."""
+    if row.numel() == 0:
+        return torch.ones((), dtype=torch.float64, device=row.device)
+    amax = torch.linalg.vector_norm(row, ord=math.inf).double()
+    _, exponent = torch.frexp(amax)
+    top = math.frexp(torch.finfo(row.dtype).max)[1] - 1  # 2^top is finite in row's dtype
+    scale = torch.ldexp(torch.ones_like(amax), exponent.clamp(max=top))
+    return torch.where(torch.isfinite(amax) & (amax > 0), scale, 1.0)
+
+
+@dataclass
+class FlatGroup:
+    """g1 and g2 of tensors of one dtype and device as two scaled rows.
+
+    ``rows[k] * scales[k]`` is loss k's gradient; slices: ``[0, n_outside)`` parameters outside
+    the measure scope, ``[n_outside, n_params)`` measured parameters, ``[n_outside, end)`` the
+    measure scope.
+    """
+
+    dtype: torch.dtype
+    params: list[Tensor]
+    offsets: list[int]
+    rows: list[Tensor]
+    scales: Tensor
+    n_outside: int
+    n_params: int
+
+    def measured(self) -> tuple[Tensor, Tensor]:
+        return self.rows[0][self.n_outside:], self.rows[1][self.n_outside:]
+
+    def combine_into_first(self, x1: Tensor, x2: Tensor, lo: int, hi: int) -> None:
+        """``rows[0][lo:hi] = x1*g1 + x2*g2`` there (x1, x2: float64 0-d tensors)."""
+        if hi > lo:
+            combine(self.rows[0][lo:hi], self.rows[1][lo:hi], x1 * self.scales[0],
+                    x2 * self.scales[1], out=self.rows[0][lo:hi])
+
+    def write(self, inside: tuple[Tensor, Tensor], outside: tuple[Tensor, Tensor]) -> None:
+        """Accumulate ``x1*g1 + x2*g2`` into ``.grad`` of the parameters: (x1, x2) = `inside`
+        on measured ones, `outside` on the others."""
+        if inside is outside:
+            self.combine_into_first(*inside, 0, self.n_params)
+        else:
+            self.combine_into_first(*outside, 0, self.n_outside)
+            self.combine_into_first(*inside, self.n_outside, self.n_params)
+        update = self.rows[0]
+        if update.numel() > self.n_params:  # drop the statistics-only tail
+            update = update[:self.n_params].clone()
+        update = saturate(update, self.dtype)
+        self.rows = []
+        fresh, existing, adds = [], [], []
+        for p, offset in zip(self.params, self.offsets, strict=True):
+            view = torch.as_strided(update, p.shape, _strides(p), offset)
+            if p.grad is None:
+                fresh.append((p, view))
+            else:
+                existing.append(p.grad)
+                adds.append(view)
+        for p, view in fresh:
+            p.grad = view
+        if existing:
+            torch._foreach_add_(existing, adds)
+
+
+def combine(a: Tensor, b: Tensor, x1: Tensor, x2: Tensor, out: Tensor | None = None) -> Tensor:
+    """``x1*a + x2*b`` in `a`'s dtype (into `out` when given; it may be `a`)."""
+    out = torch.mul(a, x1, out=out) if out is not None else a * x1
+    return out.addcmul_(b, x2)
+
+
+def flatten(tensors: Sequence[Tensor], g1: Grads, g2: Grads, is_param: Sequence[bool],
+            is_measured: Sequence[bool]) -> list[FlatGroup]:
+    """Group `tensors` (reached by at least one loss) by dtype and device and flatten both
+    gradients; drops the references in `g1` and `g2` as each row is built."""
+    keys: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, t in enumerate(tensors):
+        if g1[i] is not None or g2[i] is not None:
+            keys.setdefault((t.dtype, t.device), []).append(i)
+    groups = []
+    for (dtype, _), members in keys.items():
+        rank = {0: [], 1: [], 2: []}  # outside params, measured params, measure-only
+        for i in members:
+            rank[0 if not is_measured[i] else 1 if is_param[i] else 2].append(i)
+        order = rank[0] + rank[1] + rank[2]
+        sizes = [tensors[i].numel() for i in order]
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        n_outside = sum(sizes[:len(rank[0])])
+        n_params = n_outside + sum(sizes[len(rank[0]):len(rank[0]) + len(rank[1])])
+        rows = [_row(tensors, grads, order, work_dtype(dtype)) for grads in (g1, g2)]
+        scales = torch.stack([_pow2_scale(r) for r in rows])
+        for r, s in zip(rows, scales, strict=True):
+            r.div_(s)
+        n_written = len(rank[0]) + len(rank[1])
+        groups.append(FlatGroup(dtype=dtype, params=[tensors[i] for i in order[:n_written]],
+                                offsets=offsets[:n_written], rows=rows, scales=scales,
+                                n_outside=n_outside, n_params=n_params))
+    return groups
+
+
+def _row(tensors: Sequence[Tensor], grads: Grads, order: Sequence[int],
+         work: torch.dtype) -> Tensor:
+    """One loss's gradients of `order`, in memory order, as one row (zeros where None)."""
+    pieces = []
+    for i in order:
+        g, t = grads[i], tensors[i]
+        grads[i] = None
+        if t.numel() == 0:
+            continue
+        if g is None:
+            g = torch.zeros_like(t)
+        if g.requires_grad:  # never for autograd.grad's results: no op per tensor
+            g = g.detach()
+        perm = _memory_order(t)
+        if perm is not None:
+            g = g.permute(perm)
+        pieces.append(g.reshape(1) if g.dim() == 0 else g)
+    if not pieces:
+        return torch.zeros(0, dtype=work, device=tensors[order[0]].device)
+    row = torch._chunk_cat(pieces, 0, 1).view(-1)
+    return row if row.dtype == work else row.to(work)
+
+
+def gram(groups: Sequence[FlatGroup], device: torch.device) -> PairStats:
+    """<g1, g2>, |g1|^2, |g2|^2 over the measure scope of all groups, in float64."""
+    total = torch.zeros(2, 2, dtype=torch.float64, device=device)
+    for group in groups:
+        a, b = group.measured()
+        part = torch.zeros(2, 2, dtype=torch.float64, device=a.device)
+        for start in range(0, a.numel(), BLOCK):
+            block = torch.stack((a[start:start + BLOCK], b[start:start + BLOCK])).double()
+            part.addmm_(block, block.mT)
+        s = group.scales.to(device)
+        total += part.to(device) * torch.outer(s, s)
+    return PairStats(dot=total[0, 1], sq1=total[0, 0], sq2=total[1, 1])

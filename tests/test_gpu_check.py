@@ -1,0 +1,39 @@
+"""benchmarks/gpu_check.py runs every section on the CPU (``--quick``), and its CSV is what
+the compute budget reads (issue 13)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+from ghuda.data.paths import REPO_ROOT
+from ghuda.report import budget
+
+SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
+STEP_CONFIGS = ["plain", "floor", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum",
+                "three_pass"]
+
+
+def test_quick_cpu_run_writes_every_section(tmp_path, digits_mini_root):
+    out = tmp_path / "gpu_check.csv"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--threads", "1",
+         "--data-root", str(digits_mini_root), "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    steps = [(r["name"], r["precision"]) for r in rows if r["section"] == "step"]
+    assert steps == [(c, p) for p in ("fp32", "bf16+channels_last") for c in STEP_CONFIGS]
+    assert all(float(r["ms_per_step"]) > 0 for r in rows)
+    digits = {r["name"]: r for r in rows if r["section"] == "digits"}
+    assert set(digits) == {"source_only+sum", "dann+gh"}
+    assert all(r["status"] == "completed" for r in digits.values())
+    backbone = {(r["dataset"], r["backbone"]) for r in rows if r["section"] == "backbone"
+                and r["status"] == "completed"}
+    assert backbone == {("office31", "tiny_vit"), ("digits", "digit_cnn")}
+    assert all(r["device"].startswith("cpu") for r in rows)
+    measured, source = budget.measured_steps(out)
+    assert set(measured) == backbone
+    assert str(out) in source
+    assert f"wrote {out}" in done.stdout
