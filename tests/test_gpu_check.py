@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
-from ghuda.data.paths import REPO_ROOT
 from ghuda.report import budget
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
 STEP_CONFIGS = ["plain", "floor", "gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum",

@@ -120,11 +120,10 @@ def _gpu_csv(tmp_path, ms: float, batch: int):
     """A CSV in benchmarks/gpu_check.py's format with one measured toy/digit_cnn step."""
     import importlib.util
     import sys
+    from pathlib import Path
 
-    from ghuda.data.paths import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("gpu_check",
-                                                  REPO_ROOT / "benchmarks" / "gpu_check.py")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", script)
     gpu_check = importlib.util.module_from_spec(spec)
     sys.modules["gpu_check"] = gpu_check  # dataclasses resolve annotations through it
     spec.loader.exec_module(gpu_check)
