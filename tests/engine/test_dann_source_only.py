@@ -44,10 +44,14 @@ def test_dann_pair_and_measure_scope(bottleneck, measure):
                                        for g in stage.step}
 
 
-@pytest.mark.parametrize(("step", "total", "max_iter"), [(0, 100, None), (40, 100, None),
-                                                         (40, 100, 10000.0)])
-def test_dann_reverses_the_domain_gradient_with_the_released_schedule(step, total, max_iter):
-    method = _build("dann", bottleneck_dim=0, disc_dropout=0.0, grl_max_iter=max_iter)
+@pytest.mark.parametrize(("step", "total", "max_iter", "counter"), [
+    (0, 100, None, "zero"), (40, 100, None, "zero"), (40, 100, 10000.0, "zero"),
+    (0, 100, None, "released"), (40, 100, 10000.0, "released")])
+def test_dann_reverses_the_domain_gradient_with_the_released_schedule(step, total, max_iter,
+                                                                      counter):
+    # joint forward: the reference below recomputes the features of the joint batch
+    method = _build("dann", bottleneck_dim=0, disc_dropout=0.0, grl_max_iter=max_iter,
+                    forward="joint", grl_counter=counter)
     batch = _batch()
     (stage,) = method.stages(batch, StepInfo(step, total))
     transfer = stage.losses["transfer"]
@@ -58,8 +62,10 @@ def test_dann_reverses_the_domain_gradient_with_the_released_schedule(step, tota
     f = method.backbone(torch.cat((batch.x_src, batch.x_tgt)))
     logits = method.discriminator(f)
     labels = torch.cat((torch.ones(6, 1), torch.zeros(6, 1)))
-    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    # the released domain loss: sigmoid, then BCE
+    plain = torch.nn.functional.binary_cross_entropy(torch.sigmoid(logits), labels)
     p_backbone, *p_disc = torch.autograd.grad(plain, [w, *disc_params])
-    coeff = grl_coefficient(step, max_iter=max_iter or total)
+    # the released discriminator counts its calls from 1: the coefficient of step + 1
+    coeff = grl_coefficient(step + (counter == "released"), max_iter=max_iter or total)
     assert torch.allclose(g_backbone, -coeff * p_backbone, atol=1e-7)
     assert all(torch.allclose(a, b) for a, b in zip(g_disc, p_disc, strict=True))

@@ -13,9 +13,10 @@ from torch.utils.data import Dataset, TensorDataset
 
 from ghuda.engine.data import BatchStream, eval_batches
 from ghuda.engine.evaluate import accuracies, protocols
-from ghuda.engine.outputs import History, conflict_summary
+from ghuda.engine.metrics import conflict_summary
 from ghuda.engine.progress import Progress
 from ghuda.engine.trainer import Trainer
+from ghuda.runs import History
 
 
 class ItemDataset(Dataset):

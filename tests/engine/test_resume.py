@@ -41,17 +41,21 @@ def reference(tmp_path_factory, make_cfg):
 
 
 def _crash_at(monkeypatch, target: str, after_calls: int) -> None:
-    """Make `Trainer.<target>` raise Crash on its call number `after_calls` (1-based)."""
-    original = getattr(Trainer, target)
+    """Make `Trainer.<target>` (or the trainer module's function `target`) raise Crash on its
+    call number `after_calls` (1-based)."""
+    import ghuda.engine.trainer as trainer_module
+
+    owner = Trainer if hasattr(Trainer, target) else trainer_module
+    original = getattr(owner, target)
     calls = {"n": 0}
 
-    def wrapped(self, *args, **kwargs):
+    def wrapped(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == after_calls:
             raise Crash(target)
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Trainer, target, wrapped)
+    monkeypatch.setattr(owner, target, wrapped)
 
 
 @pytest.mark.parametrize(("target", "call"), [
@@ -60,7 +64,7 @@ def _crash_at(monkeypatch, target: str, after_calls: int) -> None:
     ("_iteration", 11),     # after the eval of step 10, two steps past a checkpoint
     ("_iteration", 40),     # the last step
     ("_checkpoint", 3),     # while writing the third checkpoint
-    ("_evaluate", 3),       # inside an evaluation
+    ("evaluate_splits", 3),  # inside an evaluation
     ("_metrics", 1),        # after training, before metrics.json
 ])
 def test_crash_anywhere_then_resume_gives_identical_outputs(

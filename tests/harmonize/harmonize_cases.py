@@ -15,7 +15,7 @@ from ghuda.models.heads import reverse_gradient
 
 FAST = settings(max_examples=40, deadline=None)
 # Harmonizers with a flat-gradient form; look-ahead ones (metaalign) are tested in tests/related.
-PAIRWISE = [n for n in H.names() if not H.make(n).look_ahead]
+PAIRWISE = [n for n in H.names() if H.make(n).flat_form]
 VECTOR = [n for n in PAIRWISE if not H.make(n).elementwise]
 ELEMENTWISE = [n for n in PAIRWISE if H.make(n).elementwise]
 

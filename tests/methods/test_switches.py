@@ -116,3 +116,10 @@ def test_every_switch_default_is_released(name):
     for item in cls.RELEASE.items:
         if item.switch.startswith("method.params."):
             assert defaults[item.switch.removeprefix("method.params.")] == item.released_value
+
+
+def test_released_bce_of_a_nan_logit_is_nan_not_an_error():
+    logits = torch.tensor([float("nan"), 0.3])
+    loss = domain_bce(logits, torch.tensor([1.0, 0.0]), "bce")
+    assert torch.isnan(loss[0])
+    assert torch.isfinite(loss[1])

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 import ghuda.harmonize as H
-from ghuda.harmonize.metaalign import LookAhead, MetaAlign
+from ghuda.harmonize import StepContext
+from ghuda.harmonize.metaalign import MetaAlign
 from ghuda.methods.common import reevaluator
 
 A0, B0 = 0.7, -1.3
@@ -59,12 +60,12 @@ def run(h: MetaAlign, net: TwoParams, *, stepped: tuple[str, ...] = ("a", "b"),
         p.grad = None
     losses = net.losses()
     params = [getattr(net, k) for k in stepped]
-    la = LookAhead(reevaluator(net, net.losses), names=list(stepped),
-                   lrs=[LRS[k] for k in stepped], first="l1", second="l2",
-                   loss_scale=loss_scale, where="toy")
+    la = StepContext(reevaluate=reevaluator(net, net.losses), names=list(stepped),
+                     lrs=[LRS[k] for k in stepped], first="l1", second="l2",
+                     loss_scale=loss_scale, where="toy")
     stats = h.backward(losses["l1"] * loss_scale, losses["l2"] * loss_scale, params,
                        None if measure is None else [getattr(net, k) for k in measure],
-                       with_stats=with_stats, scales=SCALES, look_ahead=la)
+                       with_stats=with_stats, scales=SCALES, context=la)
     return stats, {k: getattr(net, k).grad for k in "ab"}
 
 
@@ -142,9 +143,9 @@ def test_state_round_trip_continues_the_alternation():
 
 def test_registered_with_honest_cost_and_flags():
     h = H.make("metaalign")
-    assert (h.look_ahead, h.extra_forward, h.extra_backward) == (True, 1, 1)
+    assert (h.flat_form, h.extra_forward, h.extra_backward) == (False, 1, 1)
     assert h.meta_lr == 100.0  # the released command line
-    assert not any(H.make(n).look_ahead for n in H.names() if n != "metaalign")
+    assert all(H.make(n).flat_form for n in H.names() if n != "metaalign")
 
 
 @pytest.mark.parametrize(("options", "match"), [
@@ -158,15 +159,15 @@ def test_bad_options_are_named(options, match):
         H.make("metaalign", **options)
 
 
-def test_missing_look_ahead_and_missing_reevaluate_are_clear_errors():
+def test_missing_context_and_missing_reevaluate_are_clear_errors():
     net = TwoParams()
     losses = net.losses()
     h = MetaAlign()
-    with pytest.raises(ValueError, match="look-ahead context"):
+    with pytest.raises(ValueError, match="needs the engine's step context"):
         h.backward(losses["l1"], losses["l2"], list(net.parameters()))
-    la = LookAhead(None, ["a", "b"], [0.1, 0.1], "l1", "l2", where="method 'x', stage 'main'")
+    la = StepContext("l1", "l2", ["a", "b"], [0.1, 0.1], where="method 'x', stage 'main'")
     with pytest.raises(ValueError, match=r"method 'x', stage 'main' has no Stage.reevaluate"):
-        h.backward(losses["l1"], losses["l2"], list(net.parameters()), look_ahead=la)
+        h.backward(losses["l1"], losses["l2"], list(net.parameters()), context=la)
     with pytest.raises(TypeError, match="no form on two flat gradients"):
         h.harmonize(torch.ones(2), -torch.ones(2))
     assert h.state_dict() == {"updates": {}}  # failed calls do not advance the roles

@@ -52,7 +52,7 @@ def test_metaalign_trains_with_the_right_learning_rates(method, pair, tiny_cfg, 
     original = MetaAlign.backward
 
     def spy(self, *args, **kwargs):
-        seen.append(kwargs["look_ahead"])
+        seen.append(kwargs["context"])
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(MetaAlign, "backward", spy)

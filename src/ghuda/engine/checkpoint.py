@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ghuda.engine.outputs import atomic_write_bytes
+from ghuda.runs import atomic_write_bytes
 
 FORMAT = 1
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _train(trainer, args.record_divergence)
     except KeyboardInterrupt:
-        ckpt = trainer.paths.checkpoint
+        ckpt = trainer.folder.checkpoint
         state = (f"it continues from the last checkpoint, {ckpt}" if ckpt.exists() else
                  "no checkpoint was written yet, so it starts from step 1")
         print(f"ghuda train: interrupted. Run the same command again to resume ({state}; "
@@ -94,7 +94,7 @@ def _train(trainer, record_divergence: bool) -> int:
     except NonFiniteLoss as err:
         print(f"ghuda train: {err}", file=sys.stderr)
         if record_divergence:
-            print(f"ghuda train: recorded as diverged in {trainer.paths.metrics}",
+            print(f"ghuda train: recorded as diverged in {trainer.folder.metrics}",
                   file=sys.stderr)
             return 0
         return EXIT_NONFINITE
@@ -102,7 +102,7 @@ def _train(trainer, record_divergence: bool) -> int:
         print(f"ghuda train: {err}", file=sys.stderr)
         return EXIT_FOLDER
     except OSError as err:  # e.g. a read-only or full disk under --out
-        print(f"ghuda train: cannot write the run folder {trainer.paths.out} "
+        print(f"ghuda train: cannot write the run folder {trainer.folder.out} "
               f"({err.strerror}: {err.filename}); choose another --out or free the disk.",
               file=sys.stderr)
         return EXIT_FOLDER

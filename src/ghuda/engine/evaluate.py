@@ -14,11 +14,19 @@ Ties go to the earliest evaluation. The selection score is ``train.selection_met
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from ghuda.engine.data import eval_batches, subsample
+from ghuda.engine.runtime import Runtime
+from ghuda.methods.base import Method
+from ghuda.runs import atomic_write_bytes
 
 SELECTIONS = {
     "last": "final iterate",
@@ -75,3 +83,59 @@ def protocols(evals: Sequence[dict[str, Any]], metric: str = "acc") -> dict[str,
     return {"last": entry(evals[-1], "last"),
             "source_val": entry(best(f"source_val_{key}"), "source_val"),
             "oracle": entry(best(f"target_{key}"), "oracle")}
+
+
+FEATURES_PER_DOMAIN = 1000
+
+
+def on_device(x: Tensor, runtime: Runtime) -> Tensor:
+    """`x` on the run's device, channels-last for 4-d images when the run uses it."""
+    x = x.to(runtime.device, non_blocking=True)
+    if runtime.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def evaluate_splits(method: Method, splits: Any, runtime: Runtime, train: dict[str, Any]
+                    ) -> dict[str, float]:
+    """Overall and mean per-class accuracy on the target evaluation split and the source
+    validation split (keys ``target_acc``, ``source_val_mean_class_acc``, ...)."""
+    method.eval()
+    out: dict[str, float] = {}
+    for prefix, ds in (("target", splits.target_eval), ("source_val", splits.source_val)):
+        preds, labels = predict_all(
+            method.predict, eval_batches(ds, train["eval_batch_size"], train["num_workers"]),
+            runtime.device, runtime.channels_last, runtime.autocast())
+        acc, mean_class = accuracies(preds, labels, splits.num_classes)
+        out[f"{prefix}_acc"], out[f"{prefix}_mean_class_acc"] = acc, mean_class
+    return out
+
+
+def write_features(method: Method, splits: Any, runtime: Runtime, train: dict[str, Any],
+                   path: Path) -> None:
+    """features.npz: features and labels of a fixed subset of the source training and target
+    evaluation images (the t-SNE figure)."""
+    method.eval()
+    arrays: dict[str, np.ndarray] = {}
+    for name, ds in (("source", splits.source_train), ("target", splits.target_eval)):
+        sub = torch.utils.data.Subset(ds, subsample(ds, FEATURES_PER_DOMAIN, train["seed"]))
+        feats, labels = [], []
+        with torch.inference_mode():
+            for x, y in eval_batches(sub, train["eval_batch_size"], train["num_workers"]):
+                with runtime.autocast():
+                    f = method.features(x.to(runtime.device))
+                feats.append(f.float().cpu())
+                labels.append(y.long())
+        arrays[name] = torch.cat(feats).numpy().astype(np.float32)
+        arrays[f"{name}_labels"] = torch.cat(labels).numpy().astype(np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def target_images(splits: Any, runtime: Runtime, train: dict[str, Any]) -> Iterator[Tensor]:
+    """Every target training image in dataset order, on the device, in batches; no labels
+    (`Method.refresh`)."""
+    for x, _ in eval_batches(splits.target_train, train["eval_batch_size"],
+                             train["num_workers"]):
+        yield on_device(x, runtime)

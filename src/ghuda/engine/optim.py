@@ -73,6 +73,14 @@ class GroupOptimizers:
             out += self.params[name]
         return out
 
+    def learning_rates(self, names: Iterable[str]) -> list[float]:
+        """Current learning rate of every parameter of `parameters(names)`, in that order."""
+        out: list[float] = []
+        for name in names:
+            if self.params.get(name):
+                out += [self.optimizers[name].param_groups[0]["lr"]] * len(self.params[name])
+        return out
+
     def step(self, names: Iterable[str]) -> None:
         for name in names:
             if name in self.optimizers:
@@ -107,3 +115,12 @@ def check_groups(groups: dict[str, list[nn.Parameter]]) -> None:
                 raise ValueError(f"parameter groups {seen[id(p)]!r} and {g!r} share a "
                                  "parameter; groups must be disjoint")
             seen[id(p)] = g
+
+
+def check_coverage(method: nn.Module, groups: dict[str, list[nn.Parameter]]) -> None:
+    """Every trainable parameter of `method` belongs to a group (disjointness: `check_groups`)."""
+    grouped = {id(p) for ps in groups.values() for p in ps}
+    missing = [n for n, p in method.named_parameters() if p.requires_grad and id(p) not in grouped]
+    if missing:
+        raise ValueError(f"method {getattr(method, 'name', '')!r}: parameters outside every "
+                         f"group: {missing[:5]}{' ...' if len(missing) > 5 else ''}")

@@ -33,6 +33,7 @@ from ghuda.harmonize.base import (
     Harmonizer,
     NonFiniteGradientError,
     PairStats,
+    StepContext,
     VectorHarmonizer,
 )
 from ghuda.harmonize.registry import REGISTRY, make, names, register
@@ -53,6 +54,7 @@ __all__ = [
     "Harmonizer",
     "NonFiniteGradientError",
     "PairStats",
+    "StepContext",
     "VectorHarmonizer",
     "harmonize",
     "make",

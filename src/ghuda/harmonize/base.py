@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -201,6 +201,27 @@ def read_stats(stats: PairStats, weights: Tensor | None, update_sq: Tensor,
     }
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What the engine knows about the step a harmonized pair belongs to.
+
+    `first` and `second` are the pair's loss names; `names[i]` and `lrs[i]` belong to
+    ``params[i]`` of `backward` (names of ``Method.named_parameters()``, current learning
+    rates); `reevaluate` maps substituted parameters (by name) to the stage's losses under the
+    run's autocast (None when the stage has none); `loss_scale` is the factor the engine
+    applied to loss1 and loss2 (mixed precision); `where` names the method and stage for
+    error messages. Most harmonizers ignore it.
+    """
+
+    first: str
+    second: str
+    names: Sequence[str] = ()
+    lrs: Sequence[float] = ()
+    reevaluate: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
+    loss_scale: float = 1.0
+    where: str = ""
+
+
 class Harmonizer(ABC):
     """Common interface of every harmonizer (`ghuda.harmonize.make` builds one).
 
@@ -216,10 +237,9 @@ class Harmonizer(ABC):
     # instances in weighted_loss mode report extra_backward = 2.
     extra_forward: ClassVar[int] = 0
     extra_backward: ClassVar[int] = 1
-    # True for harmonizers that own their step (MetaAlign): the engine then passes
-    # ``backward(..., look_ahead=LookAhead(...))`` (ghuda.harmonize.metaalign); such a
-    # harmonizer has no flat-gradient form, so `harmonize` raises.
-    look_ahead: ClassVar[bool] = False
+    # False for harmonizers without a form on two flat gradients (MetaAlign: its update
+    # needs the losses at look-ahead weights, from `StepContext`); their `harmonize` raises.
+    flat_form: ClassVar[bool] = True
 
     def __init__(self, mode: str = "direct") -> None:
         if mode not in MODES:
@@ -250,11 +270,14 @@ class Harmonizer(ABC):
     @abstractmethod
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
+                 context: StepContext | None = None) -> Stats:
         """Accumulate the harmonized gradient of (loss1, loss2) into ``.grad`` of `params`.
 
-        Returns the pair statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2,
-        norm_update (all on the measure scope) and fallback.
+        `context` describes the step the pair belongs to (`StepContext`); harmonizers that
+        own their step (MetaAlign) need it, the others ignore it. Returns the pair
+        statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2, norm_update (all on the
+        measure scope) and fallback.
         """
 
 
@@ -312,7 +335,8 @@ class VectorHarmonizer(Harmonizer):
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
+                 context: StepContext | None = None) -> Stats:
         s1, s2 = check_scales(scales)
         weighted = self.mode == "weighted_loss"
         pair = task_gradients(loss1, loss2, params, measure,
@@ -447,7 +471,8 @@ class ElementwiseHarmonizer(Harmonizer):
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
+                 context: StepContext | None = None) -> Stats:
         """Two backward passes; measure tensors are processed (and noise drawn) in order."""
         s1, s2 = check_scales(scales)
         pair: GradientPair = task_gradients(loss1, loss2, params, measure,

@@ -23,11 +23,11 @@ parameter the meta-train loss reaches (discriminator included when alignment is 
 look-ahead forward runs in training mode (dropout redrawn, batch-norm running statistics updated
 a second time); only GVB-GD was released.
 
-How it fits the engine. A harmonizer that owns its step sets ``look_ahead = True``; the engine
-then passes ``look_ahead=LookAhead(...)`` to `backward`: the stage's `Stage.reevaluate` (which
-recomputes the stage's losses with parameters substituted by name through
-``torch.func.functional_call``), the names and current learning rates of the stepped
-parameters, the loss names of the pair, and the loss scale of mixed precision. `scales` are
+How it fits the engine. Every harmonizer's `backward` receives the engine's `StepContext`;
+MetaAlign is the one that uses it: the stage's `Stage.reevaluate` (which recomputes the stage's
+losses with parameters substituted by name through ``torch.func.functional_call``), the names
+and current learning rates of the stepped parameters, the loss names of the pair, and the loss
+scale of mixed precision. `scales` are
 constant loss weights here (``s1*L1``, ``s2*L2`` are the meta-train / meta-test objectives);
 statistics are measured on the unscaled gradients at w, like every harmonizer's.
 
@@ -46,39 +46,25 @@ more backward). MetaAlign has no flat-gradient form: `harmonize` raises.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import Harmonized, Harmonizer, Stats, check_scales, read_stats
+from ghuda.harmonize.base import (
+    Harmonized,
+    Harmonizer,
+    Stats,
+    StepContext,
+    check_scales,
+    read_stats,
+)
 from ghuda.harmonize.grads import Grads, accumulate_grad, check_loss, scope, unique
 from ghuda.harmonize.numerics import NonFiniteGradientError, add_to, linear_combination, pair_stats
 from ghuda.harmonize.registry import register
 
 STARTS = ("second", "first")
-
-
-@dataclass(frozen=True)
-class LookAhead:
-    """What the engine gives a look-ahead harmonizer for one pair of one stage.
-
-    `names[i]` and `lrs[i]` belong to ``params[i]`` of `backward` (names of
-    ``Method.named_parameters()``, current learning rates). `reevaluate` maps substituted
-    parameters to the stage's losses (None when the stage has none); `first` and `second` are
-    the keys of loss1 and loss2 in its result. `loss_scale` is the factor the engine applied to
-    loss1 and loss2 (mixed precision). `where` names the method and stage in error messages.
-    """
-
-    reevaluate: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]] | None
-    names: Sequence[str]
-    lrs: Sequence[float]
-    first: str
-    second: str
-    loss_scale: float = 1.0
-    where: str = ""
 
 
 def _grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads:
@@ -103,7 +89,7 @@ def _update_sq(ga: Grads, sa: float, gb: Grads, sb: float, like: Sequence[Tensor
 class MetaAlign(Harmonizer):
     """First-order MetaAlign look-ahead; options `meta_lr` (>= 0, default 100) and `start`."""
 
-    look_ahead = True
+    flat_form = False
     extra_forward = 1
     extra_backward = 1
 
@@ -147,24 +133,24 @@ class MetaAlign(Harmonizer):
     def harmonize(self, g1: Tensor, g2: Tensor) -> Harmonized:
         raise TypeError("harmonizer 'metaalign' owns its step: its update needs the losses at "
                         "look-ahead weights, so it has no form on two flat gradients; train "
-                        "through the engine, which calls backward(..., look_ahead=...)")
+                        "through the engine, which calls backward(..., context=StepContext(...))")
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
                  with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
-                 look_ahead: LookAhead | None = None) -> Stats:
+                 context: StepContext | None = None) -> Stats:
         """Accumulate ``s_a grad L_a(w) + s_b grad L_b(w')`` into ``.grad`` of `params`.
 
         Statistics (when `with_stats`) compare grad L1 and grad L2 at w on the measure scope;
         ``w1 = w2 = None``; `norm_update` is the norm of the written update on that scope.
         """
-        la = self._check(look_ahead)
+        la = self._check(context)
         s = check_scales(scales)
         check_loss(loss1, "loss1")
         check_loss(loss2, "loss2")
         param_list, measure_list = scope(params, measure)
         if len(la.names) != len(param_list) or len(la.lrs) != len(param_list):
-            raise ValueError(f"harmonizer 'metaalign' ({la.where}): look_ahead has "
+            raise ValueError(f"harmonizer 'metaalign' ({la.where}): the step context has "
                              f"{len(la.names)} names and {len(la.lrs)} learning rates for "
                              f"{len(param_list)} parameters")
         tensors = unique([*param_list, *measure_list])
@@ -210,14 +196,14 @@ class MetaAlign(Harmonizer):
                                s[ib], measure_list)
         return read_stats(stats, None, update_sq.to(stats.dot.device), None)
 
-    def _check(self, look_ahead: LookAhead | None) -> LookAhead:
-        if look_ahead is None:
-            raise ValueError("harmonizer 'metaalign' needs the engine's look-ahead context: "
-                             "backward(..., look_ahead=LookAhead(...))")
-        if look_ahead.reevaluate is None:
+    def _check(self, context: StepContext | None) -> StepContext:
+        if context is None:
+            raise ValueError("harmonizer 'metaalign' needs the engine's step context: "
+                             "backward(..., context=StepContext(...))")
+        if context.reevaluate is None:
             raise ValueError(
                 f"harmonizer 'metaalign' re-evaluates a stage's losses at look-ahead weights, "
-                f"but {look_ahead.where or 'this stage'} has no Stage.reevaluate. Methods "
+                f"but {context.where or 'this stage'} has no Stage.reevaluate. Methods "
                 "that support metaalign: dann, cdan, gvb, mcd, dwl, ssrt, cgdm "
                 "(ghuda.harmonize.metaalign).")
-        return look_ahead
+        return context

@@ -4,7 +4,13 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
-from ghuda.harmonize.base import Coefficients, Stats, VectorHarmonizer, check_scales
+from ghuda.harmonize.base import (
+    Coefficients,
+    Stats,
+    StepContext,
+    VectorHarmonizer,
+    check_scales,
+)
 from ghuda.harmonize.grads import check_loss, scope
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
@@ -26,7 +32,8 @@ class Sum(VectorHarmonizer):
 
     def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
                  measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0)) -> Stats:
+                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
+                 context: StepContext | None = None) -> Stats:
         if with_stats or self.mode != "direct":
             return super().backward(loss1, loss2, params, measure, retain_graph=retain_graph,
                                     with_stats=with_stats, scales=scales)

@@ -99,7 +99,11 @@ def domain_bce(logits: Tensor, labels: Tensor, form: str) -> Tensor:
     with torch.autocast(logits.device.type, enabled=False):
         p = torch.sigmoid(logits)
         if form == "bce":
-            return F.binary_cross_entropy(p, labels, reduction="none")
+            # a NaN probability gives a NaN loss (a divergence the engine reports), not
+            # BCELoss's range error (a device assert on CUDA)
+            bad = torch.isnan(p)
+            loss = F.binary_cross_entropy(torch.where(bad, 0.5, p), labels, reduction="none")
+            return torch.where(bad, torch.nan, loss)
         if form == "bce_eps":
             return -(labels * torch.log(p + 1e-8) + (1 - labels) * torch.log(1 - p + 1e-8))
     raise ValueError(f"unknown domain BCE form {form!r}; allowed: {', '.join(DOMAIN_BCE_FORMS)}")
