@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,26 +99,19 @@ def find_run_folders(root: PathLike) -> list[Path]:
 # ------------------------------------------------------------------ atomic writes
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; on success it is synced and replaces `path`."""
+    """Yield a temporary sibling of `path` (named after it and the process, so that formats
+    that record the file name, e.g. gzip, stay deterministic within a process); on success
+    it is synced to disk and replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_with(path: PathLike, writer: Callable[[Path], Any]) -> None:

@@ -92,7 +92,7 @@ def test_malformed_history_names_file_and_line(results):
     with pytest.raises(logged.RunFormatError, match=r"history.jsonl:25: pair lacks numeric"):
         logged.load(logged.find_runs([results]))
     path.write_text('{"kind": "tr')
-    with pytest.raises(logged.RunFormatError, match=r"history.jsonl:1: not JSON"):
+    with pytest.raises(logged.RunFormatError, match=r"history.jsonl:1: not valid JSON"):
         logged.load(logged.find_runs([results]))
 
 

@@ -75,7 +75,7 @@ def test_malformed_history_exits_2(tmp_path, tiny, capsys):
     table = tmp_path / "theory.md"
     assert cli.main(["theory", "--quick", "--runs", str(tmp_path), "--out-table",
                      str(table)]) == 2
-    assert "history.jsonl:1: not JSON" in capsys.readouterr().err
+    assert "history.jsonl:1: not valid JSON" in capsys.readouterr().err
     assert not table.exists()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ghuda.report.grid import Run, expand_runs, split_task
-from ghuda.report.io import read_json, read_jsonl, write_with
+from ghuda.runs import read_json, read_jsonl, write_with
 
 PROTOCOLS = ("last", "source_val", "oracle")
 KEYS = ["dataset", "task", "method", "variant", "seed"]

@@ -16,9 +16,9 @@ import pandas as pd
 
 from ghuda.report.config import load_config
 from ghuda.report.grid import Run, expand_runs, run_config_for, split_task
-from ghuda.report.io import write_text, write_with
 from ghuda.report.render import Table, fmt, to_markdown
 from ghuda.report.tables import method_label, step_cpu_ms
+from ghuda.runs import write_text, write_with
 
 METHOD = """\
 1. From this pipeline's runs (digits backbones, CPU), take the CPU time per training step

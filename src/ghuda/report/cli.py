@@ -70,21 +70,21 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.step == "fidelity":
         from ghuda.report.fidelity import fidelity_markdown
-        from ghuda.report.io import write_text
+        from ghuda.runs import write_text
 
         write_text(args.out, fidelity_markdown(load_config(args.paper), config))
         print(f"wrote {args.out}")
         return 0
     if args.step == "index":
         from ghuda.report.index import index_markdown
-        from ghuda.report.io import write_text
+        from ghuda.runs import write_text
 
         write_text(args.out, index_markdown(config, args.tables, args.figures))
         print(f"wrote {args.out}")
         return 0
     if args.step == "landing":
         from ghuda.report.html import landing_html
-        from ghuda.report.io import write_text
+        from ghuda.runs import write_text
 
         write_text(args.out, landing_html(config, args.tables))
         print(f"wrote {args.out}")
@@ -119,9 +119,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verify(config, summary, args: argparse.Namespace) -> int:
-    from ghuda.report.io import write_text
     from ghuda.report.reported import load_reported
     from ghuda.report.verify import DIFFERS, verdict_markdown, verdicts
+    from ghuda.runs import write_text
 
     table, counts, notes = verdicts(config, summary["runs"], load_reported(args.reported))
     text = verdict_markdown(config, table, counts, notes)

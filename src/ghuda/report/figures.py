@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ghuda.report.io import write_with
 from ghuda.report.tables import (
     cost_frame,
     method_label,
@@ -24,6 +23,7 @@ from ghuda.report.tables import (
     row_variants,
     task_label,
 )
+from ghuda.runs import write_with
 
 COLUMN_IN = 3.5  # one column of a two-column paper
 PAGE_IN = 7.16  # full text width

@@ -17,11 +17,11 @@ import pandas as pd
 
 from ghuda.report.aggregate import COLLAPSE_MARGIN_PP
 from ghuda.report.grid import run_config_for
-from ghuda.report.io import write_text
 from ghuda.report.outputs import dataset_table_stems
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
 from ghuda.report.reported import AVG, NOT_RECORDED, ReportedNumbers
 from ghuda.report.stats import Paired, mean_std, paired
+from ghuda.runs import write_text
 
 PROTOCOL_TEXT = {
     "last": "last: final iterate",

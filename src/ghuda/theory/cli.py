@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = render(report, str(stem))
     written = figure.save(report, stem) if report.grid is not None else []
-    from ghuda.report.io import write_text
+    from ghuda.runs import write_text
 
     write_text(table, text)
     expected, unexpected = split_failures(r.key for r in report.results

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from ghuda.report.io import write_with
+from ghuda.runs import write_with
 from ghuda.theory.suite import Grid, TheoryReport
 
 TITLES = {"gh": "GH", "ghpp": "GH++ as released", "ghpp_exact": "exact GH++"}

@@ -9,13 +9,12 @@ harmonizer (from metrics.json ``run.harmonizer``, else config.yaml ``harmonizer.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from ghuda.runs import RunFolder, RunFormatError, find_run_folders
 from ghuda.theory import reference
 from ghuda.theory.geometry import Pairs, make_pairs, rounding_tolerance, tolerance_text
 from ghuda.theory.result import CheckResult, Spec, not_run, summarise
@@ -24,10 +23,6 @@ WEIGHT_TOL, WEIGHT_POWER = 1e-9, 2  # GH++ weights come from theta = acos(cos)
 WEIGHT_SPEC = Spec(key="L", statement="logged w1, w2 equal the closed form of the run's "
                    "harmonizer (docs/theory.md)", unit="rel",
                    tolerance=tolerance_text(WEIGHT_TOL, WEIGHT_POWER))
-
-
-class RunFormatError(ValueError):
-    """A run folder's history.jsonl / metrics.json / config.yaml is malformed."""
 
 
 @dataclass
@@ -57,23 +52,7 @@ def find_runs(dirs: list[Path]) -> list[Path]:
     for d in dirs:
         if not d.is_dir():
             raise FileNotFoundError(f"--runs {d}: no such directory")
-    return sorted({p.parent for d in dirs for p in d.rglob("history.jsonl")})
-
-
-def _run_harmonizer(run: Path) -> tuple[str, dict[str, object]] | None:
-    metrics, config = run / "metrics.json", run / "config.yaml"
-    try:
-        if metrics.is_file():
-            info = json.loads(metrics.read_text()).get("run", {})
-            if "harmonizer" in info:
-                return str(info["harmonizer"]), dict(info.get("harmonizer_options") or {})
-        if config.is_file():
-            h = (yaml.safe_load(config.read_text()) or {}).get("harmonizer") or {}
-            if "name" in h:
-                return str(h["name"]), dict(h.get("options") or {})
-    except (json.JSONDecodeError, yaml.YAMLError, AttributeError) as err:
-        raise RunFormatError(f"{run}: cannot read the run's harmonizer: {err}") from err
-    return None
+    return sorted({run for d in dirs for run in find_run_folders(d)})
 
 
 _PAIR_KEYS = ("cos", "norm1", "norm2")
@@ -83,15 +62,9 @@ def load(runs: list[Path]) -> Logged:
     """Read every train record's pairs; a malformed line is an error naming file and line."""
     out = Logged(runs=list(runs))
     for k, run in enumerate(runs):
-        harmonizer = _run_harmonizer(run)
-        path = run / "history.jsonl"
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RunFormatError(f"{path}:{lineno}: not JSON: {err}") from err
+        folder = RunFolder(run)
+        harmonizer, path = folder.harmonizer(), folder.history
+        for lineno, rec in enumerate(folder.read_history(), start=1):
             if rec.get("kind") != "train":
                 continue
             for pair in rec.get("pairs") or []:
