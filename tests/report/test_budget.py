@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ghuda.pipeline.grid import expand_runs
 from ghuda.report import budget
-from ghuda.report.grid import expand_runs
 
 
 def test_resnet50_flops_match_the_textbook_count():

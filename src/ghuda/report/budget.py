@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from ghuda.report.config import load_config
-from ghuda.report.grid import Run, expand_runs, run_config_for, split_task
+from ghuda.pipeline.config import load_config
+from ghuda.pipeline.grid import Run, expand_runs, run_config_for, split_task
 from ghuda.report.io import write_text, write_with
 from ghuda.report.render import Table, fmt, to_markdown
 from ghuda.report.tables import method_label, step_cpu_ms

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghuda.report.config import ConfigError, load_config
+from ghuda.pipeline.config import ConfigError, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
