@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     import torch
 
-    load = f"{os.getloadavg()[0]:.2f}"
-    results = measure(args.settings, args.repeats, args.warmup)
     meta = {"machine": machine(), "torch": torch.__version__, "git": _git_commit(),
-            "load_avg_1m": f"{load}->{os.getloadavg()[0]:.2f}",
+            "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    results = measure(args.settings, args.repeats, args.warmup)
+    meta["load_avg_1m"] += f"->{os.getloadavg()[0]:.2f}"
     write_csv(args.out, args.settings, results, meta)
     for s, r in zip(args.settings, results, strict=True):
         print(f"{s.backbone:>10} batch {s.batch:>3} {s.size:>3} px {s.threads} thread(s): "
