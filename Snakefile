@@ -14,8 +14,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from ghuda.report.check import check_pipeline
-from ghuda.report.config import ConfigError
+from ghuda.pipeline.check import check_pipeline
+from ghuda.pipeline.config import ConfigError
 
 min_version("9.0")
 

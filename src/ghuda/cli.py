@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ghuda.data.cli", "build, fetch, register and verify datasets"),
     "theory": ("ghuda.theory.cli", "run the numerical checks of GH / GH++ theory"),
     "report": ("ghuda.report.cli", "aggregate runs into tables, figures and verdicts"),
-    "config": ("ghuda.report.check", "check a pipeline or run config before anything runs"),
+    "config": ("ghuda.pipeline.check", "check a pipeline or run config before anything runs"),
 }
 
 

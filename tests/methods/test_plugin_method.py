@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from ghuda.report.config import load_config
-from ghuda.report.grid import expand_runs
+from ghuda.pipeline.config import load_config
+from ghuda.pipeline.grid import expand_runs
 
 REPO = Path(__file__).resolve().parents[2]
 

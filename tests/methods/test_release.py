@@ -8,8 +8,8 @@ import pytest
 
 from ghuda import methods
 from ghuda.methods.release import released_params
-from ghuda.report.config import load_config
-from ghuda.report.grid import expand_runs
+from ghuda.pipeline.config import load_config
+from ghuda.pipeline.grid import expand_runs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ghuda.report.config import validate_schema
-from ghuda.report.grid import Run, expand_runs, split_task
+from ghuda.pipeline.config import validate_schema
+from ghuda.pipeline.grid import Run, expand_runs, split_task
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,15 +1,51 @@
-"""Compute budget: FLOP counts, the per-job formula, and the written table."""
+"""Compute budget: FLOP counts, the per-job formula, the written table, and the measured
+backbone pass times it reads (it times nothing itself)."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from ghuda.config import resolve
+from ghuda.pipeline.config import load_config
+from ghuda.pipeline.grid import expand_runs
 from ghuda.report import budget
-from ghuda.report.grid import expand_runs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pass_csv(tmp_path, **ms: float) -> Path:
+    """A CSV in benchmarks/backbone_pass.py's format with the fixture's settings (batch 8,
+    32 px, 1 thread): 5 ms per pass unless `ms` says otherwise."""
+    bp = _script("backbone_pass")
+    ms = {"digit_cnn": 5.0, "tiny_vit": 5.0, **ms}
+    results = [{"cpu_ms_median": v, "cpu_ms_q1": v, "cpu_ms_q3": v, "wall_ms_median": v,
+                "repeats": 1} for v in ms.values()]
+    path = tmp_path / "passes.csv"
+    bp.write_csv(path, [bp.Setting(name, 8, 32, 1) for name in ms], results,
+                 {"machine": "Test CPU", "torch": "9.9", "git": "abc", "load_avg_1m": "0",
+                  "date": "today"})
+    return path
+
+
+def _passes(tmp_path, **ms: float) -> budget.PassTimes:
+    return budget.PassTimes.read(_pass_csv(tmp_path, **ms))
 
 
 def test_resnet50_flops_match_the_textbook_count():
@@ -31,11 +67,10 @@ def _target(fx_config, tmp_path):
     return path
 
 
-def test_job_estimate_follows_the_stated_formula(fx_summary, tmp_path, monkeypatch):
+def test_job_estimate_follows_the_stated_formula(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
-    jobs, ratios, target = budget.estimate(config, summary["runs"], str(_target(config,
-                                                                                tmp_path)))
+    jobs, ratios, target = budget.estimate(config, summary["runs"],
+                                           str(_target(config, tmp_path)), _passes(tmp_path))
     assert len(jobs) == len(expand_runs(target))
     r = ratios.set_index(["method", "variant"]).loc[("cdan", "gh"), "R"]
     assert r == pytest.approx(18.0 / 5.0)  # fixture step 18 ms / 5 ms per backbone pass
@@ -46,38 +81,31 @@ def test_job_estimate_follows_the_stated_formula(fx_summary, tmp_path, monkeypat
     assert job["gpu_hours"] == pytest.approx(flops / 2e12 / 3600)
 
 
-def test_missing_measurement_and_missing_budget_are_errors(fx_summary, tmp_path, monkeypatch):
+def test_missing_measurement_and_missing_budget_are_errors(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
     path = _target(config, tmp_path)
-    runs = summary["runs"]
+    runs, passes = summary["runs"], _passes(tmp_path)
     with pytest.raises(ValueError, match=r"no step-cost measurement.*\('cdan', 'gh'\)"):
         budget.estimate(config, runs[~((runs.method == "cdan") & (runs.variant == "gh"))],
-                        str(path))
+                        str(path), passes)
     data = yaml.safe_load(path.read_text())
     del data["budget"]
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match="no 'budget' section"):
-        budget.estimate(config, runs, str(path))
+        budget.estimate(config, runs, str(path), passes)
 
 
-def test_written_budget_states_method_and_totals(fx_summary, tmp_path, monkeypatch):
+def test_written_budget_states_method_and_totals(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
     hours = budget.write_budget(config, summary["runs"], str(_target(config, tmp_path)),
-                                tmp_path / "b.md", tmp_path / "b.csv")
+                                tmp_path / "b.md", tmp_path / "b.csv",
+                                pass_csv=_pass_csv(tmp_path))
     text = (tmp_path / "b.md").read_text()
     assert "**estimate**" in text
     assert "torch.utils.flop_counter" in text
     assert "test GPU, sustained 2.0 TFLOP/s, at least 0 ms per backbone pass: made up" in text
     assert f"{hours:,.1f}" in text
     assert len((tmp_path / "b.csv").read_text().splitlines()) == 1 + 39
-
-
-def test_cpu_pass_is_measured(monkeypatch):
-    budget.cpu_pass_ms.cache_clear()
-    ms = budget.cpu_pass_ms("digit_cnn", 4, 32, 1, repeats=3)
-    assert 0.0 < ms < 5000.0
 
 
 def test_step_cpu_time_uses_cpu_not_wall_and_falls_back():
@@ -89,27 +117,25 @@ def test_step_cpu_time_uses_cpu_not_wall_and_falls_back():
     assert budget.step_cpu_ms(frame).tolist() == [80.0, 300.0]
 
 
-def test_pass_floor_bounds_small_models(fx_summary, tmp_path, monkeypatch):
+def test_pass_floor_bounds_small_models(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
     path = _target(config, tmp_path)
     data = yaml.safe_load(path.read_text())
     data["budget"]["pass_floor_ms"] = 10.0
     data["datasets"]["toy"]["domain_images"] = {}
     path.write_text(yaml.safe_dump(data))
-    jobs, _, _ = budget.estimate(config, summary["runs"], str(path))
+    jobs, _, _ = budget.estimate(config, summary["runs"], str(path), _passes(tmp_path))
     job = jobs[(jobs.method == "cdan") & (jobs.variant == "gh") & (jobs.task == "a->b")].iloc[0]
     # the digit CNN's FLOPs take far less than 10 ms: the floor decides, 1000 steps x R x 10 ms
     assert job["gpu_hours"] == pytest.approx(1000 * (18.0 / 5.0) * 0.010 / 3600)
 
 
-def test_source_only_steps_are_the_unit_when_present(fx_summary, monkeypatch):
+def test_source_only_steps_are_the_unit_when_present(fx_summary, tmp_path):
     config, summary = fx_summary
-    passes = {"digit_cnn": 5.0, "tiny_vit": 20.0}
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda name, *a, **k: passes[name])
     runs = summary["runs"]
     ref = runs[runs.method == "dann"].assign(method="source_only")
-    ratios = budget.measured_ratios(config, pd.concat([runs, ref], ignore_index=True))
+    ratios = budget.measured_ratios(config, pd.concat([runs, ref], ignore_index=True),
+                                    _passes(tmp_path, tiny_vit=20.0))
     r = ratios.set_index(["method", "variant"])
     # source-only steps (fixture: the DANN ones, 10 ms baseline) are the unit, not the 5 ms pass
     assert r.loc[("source_only", "sum"), "R"] == pytest.approx(1.0)
@@ -118,15 +144,7 @@ def test_source_only_steps_are_the_unit_when_present(fx_summary, monkeypatch):
 
 def _gpu_csv(tmp_path, ms: float, batch: int):
     """A CSV in benchmarks/gpu_check.py's format with one measured toy/digit_cnn step."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", script)
-    gpu_check = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = gpu_check  # dataclasses resolve annotations through it
-    spec.loader.exec_module(gpu_check)
+    gpu_check = _script("gpu_check")
     rows = [gpu_check.Row("backbone", "source_only", dataset="toy", backbone="digit_cnn",
                           batch=batch, steps=20, ms_per_step=ms, status="completed"),
             gpu_check.Row("step", "gh", "fp32", ms_per_step=99.0)]
@@ -135,15 +153,15 @@ def _gpu_csv(tmp_path, ms: float, batch: int):
     return path
 
 
-def test_measured_gpu_steps_replace_the_assumed_throughput(fx_summary, tmp_path, monkeypatch):
+def test_measured_gpu_steps_replace_the_assumed_throughput(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
     target = str(_target(config, tmp_path))
     csv_path = _gpu_csv(tmp_path, ms=4.0, batch=16)
     measured, source = budget.measured_steps(csv_path)
     assert measured == {("toy", "digit_cnn"): (4.0, 16)}
     assert "cuda:0 (Test GPU)" in source
-    jobs, ratios, _ = budget.estimate(config, summary["runs"], target, measured)
+    jobs, ratios, _ = budget.estimate(config, summary["runs"], target, _passes(tmp_path),
+                                      measured)
     r = ratios.set_index(["method", "variant"]).loc[("cdan", "gh"), "R"]
     job = jobs[(jobs.method == "cdan") & (jobs.variant == "gh") & (jobs.task == "a->b")].iloc[0]
     fwd1, _ = budget.backbone_flops("digit_cnn", 1, 32)
@@ -152,17 +170,16 @@ def test_measured_gpu_steps_replace_the_assumed_throughput(fx_summary, tmp_path,
     assert job["gpu_hours"] == pytest.approx((train_s + eval_s) / 3600)
     assert set(jobs["step_source"]) == {"measured"}
     budget.write_budget(config, summary["runs"], target, tmp_path / "b.md", tmp_path / "b.csv",
-                        gpu_csv=csv_path)
+                        gpu_csv=csv_path, pass_csv=_pass_csv(tmp_path))
     text = (tmp_path / "b.md").read_text()
     assert "Step times: **measured** by benchmarks/gpu_check.py (cuda:0 (Test GPU)" in text
     assert "for 39 of 39 jobs" in text
 
 
-def test_without_a_csv_the_budget_says_it_assumed(fx_summary, tmp_path, monkeypatch):
+def test_without_a_csv_the_budget_says_it_assumed(fx_summary, tmp_path):
     config, summary = fx_summary
-    monkeypatch.setattr(budget, "cpu_pass_ms", lambda *a, **k: 5.0)
     budget.write_budget(config, summary["runs"], str(_target(config, tmp_path)),
-                        tmp_path / "b.md", tmp_path / "b.csv")
+                        tmp_path / "b.md", tmp_path / "b.csv", pass_csv=_pass_csv(tmp_path))
     assert "Step times: the assumed GPU throughput" in (tmp_path / "b.md").read_text()
 
 
@@ -172,3 +189,65 @@ def test_a_csv_without_backbone_rows_is_an_error(tmp_path):
                    "backbone": "", "batch": 0, "device": "d", "date": "t"}]).to_csv(path)
     with pytest.raises(ValueError, match="no completed 'backbone' rows"):
         budget.measured_steps(path)
+
+
+def test_the_budget_times_nothing(fx_summary, tmp_path, monkeypatch):
+    """Every number comes from the runs, the pass-time CSV (named with its machine in the
+    table) and FLOP counts: the budget builds with the clock functions taken away."""
+    config, summary = fx_summary
+    config["compute_budget"] = {"config": "unused.yaml", "cpu_pass_csv": str(_pass_csv(tmp_path))}
+    target = str(_target(config, tmp_path))
+
+    def no_clock(*args, **kwargs):
+        raise AssertionError("the compute budget read a clock")
+
+    budget.backbone_flops.cache_clear()
+    for name in ("process_time", "perf_counter", "thread_time", "monotonic", "time"):
+        monkeypatch.setattr(time, name, no_clock)
+        monkeypatch.setattr(time, f"{name}_ns", no_clock)
+    budget.write_budget(config, summary["runs"], target, tmp_path / "b.md", tmp_path / "b.csv")
+    monkeypatch.undo()
+    text = (tmp_path / "b.md").read_text()
+    assert (f"Backbone pass times (step 1): `{tmp_path / 'passes.csv'}` (measured on Test CPU; "
+            "torch 9.9; today)") in text
+
+
+def test_missing_pass_times_name_the_file(fx_summary, tmp_path):
+    config, summary = fx_summary
+    target = str(_target(config, tmp_path))
+    args = (config, summary["runs"], target, tmp_path / "b.md", tmp_path / "b.csv")
+    with pytest.raises(ValueError, match=r"nope\.csv: backbone pass times not found"):
+        budget.write_budget(*args, pass_csv=tmp_path / "nope.csv")
+    with pytest.raises(ValueError, match="no backbone pass times; set compute_budget"):
+        budget.write_budget(*args)
+    pd.DataFrame([{"backbone": "digit_cnn", "batch": 8}]).to_csv(tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match=r"bad\.csv: not a CSV of benchmarks/backbone_pass"):
+        budget.write_budget(*args, pass_csv=tmp_path / "bad.csv")
+    path = _pass_csv(tmp_path)
+    path.write_text("\n".join(path.read_text().splitlines()[:1] + [
+        line for line in path.read_text().splitlines() if line.startswith("tiny_vit")]) + "\n")
+    with pytest.raises(ValueError, match=r"passes\.csv: no CPU pass time of digit_cnn at "
+                       r"batch 8, 32 px, 1 thread\(s\)"):
+        budget.write_budget(*args, pass_csv=path)
+    assert not (tmp_path / "b.md").exists()
+
+
+@pytest.mark.parametrize("name", ["default", "digits_full"])
+def test_committed_pass_times_cover_the_committed_configs(name):
+    """Every pass the budget of a committed config looks up is in its committed CSV."""
+    config = load_config(REPO / "configs" / f"{name}.yaml")
+    passes = budget.PassTimes.read(REPO / config["compute_budget"]["cpu_pass_csv"])
+    for run in expand_runs(config):
+        backbone = resolve(run.run_config)["model"]["backbone"]
+        assert passes.of(budget.pass_key(config, run.dataset, run.run_config, backbone)) > 0
+
+
+def test_backbone_pass_script_writes_what_the_budget_reads(tmp_path):
+    bp = _script("backbone_pass")
+    out = tmp_path / "p.csv"
+    assert bp.main(["--settings", "digit_cnn:2:32:1", "--repeats", "2", "--warmup", "0",
+                    "--out", str(out)]) == 0
+    passes = budget.PassTimes.read(out)
+    assert set(passes.ms) == {("digit_cnn", 2, 32, 1)}
+    assert 0.0 < passes.of(("digit_cnn", 2, 32, 1)) < 5000.0
+    assert "torch" in passes.describe([("digit_cnn", 2, 32, 1)])

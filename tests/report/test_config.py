@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghuda.report.config import ConfigError, check_config, load_config, validate_schema
-from ghuda.report.grid import count_by_dataset, expand_runs, run_config_for, task_dir
+from ghuda.pipeline.config import ConfigError, check_config, load_config, validate_schema
+from ghuda.pipeline.grid import count_by_dataset, expand_runs, run_config_for, task_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_features_must_name_trained_runs(fx_config):
 
 @pytest.mark.parametrize("name", ["default", "paper", "ci"])
 def test_shipped_configs_validate_against_registries(name):
-    from ghuda.report.check import check_runs
+    from ghuda.pipeline.check import check_runs
 
     config = load_config(REPO / "configs" / f"{name}.yaml", check_registry=True)
     assert check_runs(config, name) == len(expand_runs(config)) > 0
@@ -174,7 +174,7 @@ def test_validate_schema_fills_defaults():
      "run config: method.params.trade_of: unknown option"),
 ])
 def test_config_check_validates_every_run_config(tmp_path, capsys, where, edit, message):
-    from ghuda.report.check import main
+    from ghuda.pipeline.check import main
 
     config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
     assert main(["check", str(_write(tmp_path, config))]) == 0
@@ -188,7 +188,7 @@ def test_config_check_validates_every_run_config(tmp_path, capsys, where, edit, 
 
 
 def test_config_check_takes_a_run_config(capsys):
-    from ghuda.report.check import main
+    from ghuda.pipeline.check import main
 
     assert main(["check", str(REPO / "configs" / "digits_mini.yaml")]) == 0
     assert "run config valid" in capsys.readouterr().out

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fakeruns import write_runs
 
+from ghuda.pipeline.config import load_config
 from ghuda.report.aggregate import aggregate, collapsed, load_summary
-from ghuda.report.config import load_config
 from ghuda.report.fidelity import fidelity_markdown, fidelity_table
 from ghuda.report.reported import load_reported
 from ghuda.report.tables import build_tables

@@ -53,8 +53,8 @@ def test_paper_dry_run_lists_the_expected_training_jobs(tmp_path):
 def test_default_dry_run_trains_the_default_grid(tmp_path):
     """Against an empty results folder, so that runs a `make reproduce` left in results/ do
     not change what the dry run plans."""
-    from ghuda.report.config import load_config
-    from ghuda.report.grid import expand_runs
+    from ghuda.pipeline.config import load_config
+    from ghuda.pipeline.grid import expand_runs
 
     results = str(tmp_path / "results")
     proc = snakemake("-n", "--config", f"results_dir={results}")
@@ -135,8 +135,8 @@ def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, t
     a bad method parameter fails here, not minutes into `make reproduce`."""
     from ghuda.config import load
     from ghuda.engine.trainer import Trainer
-    from ghuda.report.config import load_config
-    from ghuda.report.grid import expand_runs, run_config_for
+    from ghuda.pipeline.config import load_config
+    from ghuda.pipeline.grid import expand_runs, run_config_for
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     seen = set()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from ghuda.report.grid import expand_runs, task_dir
+from ghuda.pipeline.grid import expand_runs, task_dir
 from ghuda.report.outputs import figure_names, table_names
 
 

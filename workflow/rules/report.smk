@@ -155,6 +155,8 @@ if config.get("compute_budget"):
             config=rules.pipeline_config.output[0],
             target=config["compute_budget"]["config"],
             summary=list(SUMMARY.values()),
+            cpu_passes=config["compute_budget"]["cpu_pass_csv"],
+            gpu_steps=config["compute_budget"].get("gpu_csv", []),
         output:
             table=report(
                 f"{TABLES}/compute_budget.md",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ghuda.report.grid import Run, expand_runs, split_task
+from ghuda.pipeline.grid import Run, expand_runs, split_task
 from ghuda.runs import read_json, read_jsonl, write_with
 
 PROTOCOLS = ("last", "source_val", "oracle")

@@ -6,16 +6,15 @@ The method is `METHOD` below; the output states it with the numbers.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import pandas as pd
 
-from ghuda.report.config import load_config
-from ghuda.report.grid import Run, expand_runs, run_config_for, split_task
+from ghuda.pipeline.config import load_config
+from ghuda.pipeline.grid import Run, expand_runs, run_config_for, split_task
 from ghuda.report.render import Table, fmt, to_markdown
 from ghuda.report.tables import method_label, step_cpu_ms
 from ghuda.runs import write_text, write_with
@@ -27,8 +26,10 @@ METHOD = """\
    runs; CPU time, not wall time, so that other processes on a shared machine do not inflate
    it). The unit u is one plain forward + backward of the backbone on one domain batch: the
    source-only step of the same pipeline (same machine, same conditions), scaled by the ratio
-   of the two backbones' passes timed here when the method runs another backbone (SSRT's
-   tiny ViT). R(m, v) = s / u is the cost of one training step in "backbone passes": it
+   of the two backbones' CPU pass times when the method runs another backbone (SSRT's tiny
+   ViT). Pass times are not timed when the report is built: they are read from a committed
+   CSV of benchmarks/backbone_pass.py (named below with the machine that measured them).
+   R(m, v) = s / u is the cost of one training step in "backbone passes": it
    contains the target forward, the heads, the harmonizer's extra backward passes, MCD's
    inner steps.
 2. Count the FLOPs of one forward + backward of the paper job's backbone at its input size
@@ -51,11 +52,6 @@ SOURCE_VAL_FRACTION = 0.1  # held-out source split evaluated with the target (en
 DEFAULT_SIZE = {"digit_cnn": 32, "tiny_vit": 32}
 
 
-def _forward_backward(backbone, x) -> None:
-    feats = backbone(x)
-    feats.float().pow(2).mean().backward()
-
-
 @cache
 def backbone_flops(name: str, batch: int, size: int) -> tuple[float, float]:
     """(forward FLOPs, forward + backward FLOPs) of backbone `name` on `batch` images of
@@ -76,55 +72,91 @@ def backbone_flops(name: str, batch: int, size: int) -> tuple[float, float]:
     return float(fwd), float(total)
 
 
-@cache
-def cpu_pass_ms(name: str, batch: int, size: int, threads: int, repeats: int = 30) -> float:
-    """Median CPU time (ms) of one forward + backward of backbone `name` on the CPU."""
-    import torch
-
-    from ghuda.models import build_backbone
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    backbone = build_backbone(name).train()
-    x = torch.randn(batch, 3, size, size)
-    times = []
-    for i in range(repeats + 5):
-        backbone.zero_grad(set_to_none=True)
-        start = time.process_time()
-        _forward_backward(backbone, x)
-        if i >= 5:
-            times.append((time.process_time() - start) * 1e3)
-    return statistics.median(times)
+PassKey = tuple[str, int, int, int]  # (backbone, per-domain batch, image size, threads)
+PASS_COLUMNS = ("backbone", "batch", "size", "threads", "cpu_ms_median", "machine", "torch",
+                "date")
 
 
-def _pass_setting(config: Mapping[str, Any], row: pd.Series) -> tuple[str, int, int, int]:
-    """(backbone, per-domain batch, image size, threads) of a run of this pipeline."""
+@dataclass(frozen=True)
+class PassTimes:
+    """Measured CPU times of one backbone forward + backward: a committed CSV written by
+    benchmarks/backbone_pass.py. The budget reads them; it times nothing itself."""
+
+    path: str
+    ms: dict[PassKey, float]
+    origin: dict[PassKey, str]  # "machine; torch version; date" of each row
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> PassTimes:
+        """Read the CSV; a missing file or column is a ValueError naming the file."""
+        try:
+            frame = pd.read_csv(path)
+        except FileNotFoundError:
+            raise ValueError(f"{path}: backbone pass times not found (compute_budget."
+                             "cpu_pass_csv); write them with `python benchmarks/backbone_pass.py"
+                             f" --out {path}`") from None
+        missing = sorted(set(PASS_COLUMNS) - set(frame.columns))
+        if missing:
+            raise ValueError(f"{path}: not a CSV of benchmarks/backbone_pass.py; it lacks the "
+                             f"columns {missing}")
+        keys = [(str(r.backbone), int(r.batch), int(r.size), int(r.threads))
+                for r in frame.itertuples()]
+        return cls(str(path), dict(zip(keys, frame["cpu_ms_median"].astype(float), strict=True)),
+                   {k: f"{r.machine}; torch {r.torch}; {r.date}"
+                    for k, r in zip(keys, frame.itertuples(), strict=True)})
+
+    def of(self, key: PassKey) -> float:
+        """CPU ms of one pass `key`; a ValueError naming the file and the missing row."""
+        if key not in self.ms:
+            backbone, batch, size, threads = key
+            raise ValueError(f"{self.path}: no CPU pass time of {backbone} at batch {batch}, "
+                             f"{size} px, {threads} thread(s), which this pipeline's runs use; "
+                             "measure it with `python benchmarks/backbone_pass.py --settings "
+                             f"{backbone}:{batch}:{size}:{threads}` and add its row")
+        return self.ms[key]
+
+    def describe(self, keys: list[PassKey]) -> str:
+        """Where the pass times of `keys` come from: the file and the machines that measured."""
+        origins = sorted({self.origin[k] for k in keys})
+        return f"`{self.path}` (measured on {' | '.join(origins)})"
+
+
+def pass_key(config: Mapping[str, Any], dataset: str, run_config: Mapping[str, Any],
+             backbone: str | None = None) -> PassKey:
+    """(backbone, per-domain batch, image size, threads) of a run of this pipeline; `backbone`
+    when its run config names none."""
+    backbone = run_config.get("model", {}).get("backbone", backbone)
+    size = config["datasets"][dataset].get("image_size", DEFAULT_SIZE.get(backbone, 32))
+    train = run_config.get("train", {})
+    return (backbone, int(train.get("batch_size", 32)), int(size),
+            int(train.get("threads") or 1))
+
+
+def _pass_setting(config: Mapping[str, Any], row: pd.Series) -> PassKey:
     rc = run_config_for(config, row["dataset"], row["task"], row["method"], row["variant"],
                         int(row["seed"]))
-    backbone = rc.get("model", {}).get("backbone", row["backbone"])
-    size = config["datasets"][row["dataset"]].get("image_size", DEFAULT_SIZE.get(backbone, 32))
-    return (backbone, int(rc.get("train", {}).get("batch_size", 32)), int(size),
-            int(rc.get("train", {}).get("threads") or 1))
+    return pass_key(config, row["dataset"], rc, row["backbone"])
 
 
-def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
+def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame, passes: PassTimes
+                    ) -> pd.DataFrame:
     """R(m, v) per (method, variant) of this pipeline: CPU time per step over the CPU time of
     one backbone pass, u. When the pipeline ran source-only, u is its step time (measured in
-    the same runs, so under the same conditions), scaled by the ratio of timed backbone passes
-    when the method's backbone differs; otherwise u is the timed pass itself."""
+    the same runs, so under the same conditions), scaled by the ratio of the measured backbone
+    passes when the method's backbone differs; otherwise u is the measured pass itself."""
     baseline = config.get("tables", {}).get("baseline", "sum")
     ref = runs[(runs["method"] == "source_only") & (runs["variant"] == baseline)]
     ref_setting = _pass_setting(config, ref.iloc[0]) if not ref.empty else None
     rows = []
     for (method, variant), frame in runs.groupby(["method", "variant"], sort=False):
         setting = _pass_setting(config, frame.iloc[0])
-        unit = cpu_pass_ms(*setting)
+        unit = passes.of(setting)
         if ref_setting is not None:
-            unit = float(step_cpu_ms(ref).median()) * unit / cpu_pass_ms(*ref_setting)
+            unit = float(step_cpu_ms(ref).median()) * unit / passes.of(ref_setting)
         step = float(step_cpu_ms(frame).median())
         rows.append({"method": method, "variant": variant, "backbone": setting[0],
-                     "batch": setting[1], "step_ms": step, "unit_ms": unit, "R": step / unit,
-                     "runs": len(frame)})
+                     "batch": setting[1], "size": setting[2], "threads": setting[3],
+                     "step_ms": step, "unit_ms": unit, "R": step / unit, "runs": len(frame)})
     return pd.DataFrame(rows)
 
 
@@ -180,14 +212,15 @@ def job_estimate(target: Mapping[str, Any], run: Run, ratio: float,
 
 
 def estimate(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str,
-             measured: Mapping[tuple[str, str], tuple[float, int]] | None = None
+             passes: PassTimes, measured: Mapping[tuple[str, str], tuple[float, int]] | None = None
              ) -> tuple[pd.DataFrame, pd.DataFrame, Mapping[str, Any]]:
-    """(per-job estimates, measured ratios, target config)."""
+    """(per-job estimates, measured ratios, target config), from this pipeline's `runs`, the
+    backbone pass times `passes` and, when given, `measured` GPU steps."""
     target = load_config(target_path)
     if "budget" not in target:
         raise ValueError(f"{target_path}: no 'budget' section (gpu, sustained_tflops, basis); "
                          "the estimate needs the GPU throughput it assumes")
-    ratios = measured_ratios(config, runs)
+    ratios = measured_ratios(config, runs, passes)
     lookup = {(r.method, r.variant): r.R for r in ratios.itertuples()}
     jobs, missing = [], set()
     for run in expand_runs(target):
@@ -214,8 +247,8 @@ def _step_source(jobs: pd.DataFrame, measured_from: str | None) -> str:
 
 
 def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[str, Any],
-                    target_path: str, measured_from: str | None = None) -> str:
-    """tables/compute_budget.md."""
+                    target_path: str, passes_from: str, measured_from: str | None = None) -> str:
+    """tables/compute_budget.md; `passes_from` says where the backbone pass times come from."""
     gpu = target["budget"]
     lines = [f"# Compute budget of `{target_path}` (estimate)", "",
              f"Estimated GPU time of all **{len(jobs)} jobs** of `{target_path}`: "
@@ -224,6 +257,8 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
              f"{gpu.get('pass_floor_ms', 0)} ms per backbone pass: "
              f"{' '.join(str(gpu['basis']).split())}). Every job uses "
              f"{int(jobs['gpus'].max())} GPU.", "", _step_source(jobs, measured_from), "",
+             f"Backbone pass times (step 1): {passes_from}, written by "
+             "benchmarks/backbone_pass.py; nothing is timed when this table is built.", "",
              "This is an **estimate**, not a measurement. Method:", "", METHOD, ""]
     per_ds = Table(caption="Per dataset", columns=["Dataset", "jobs", "GPU hours",
                                                   "median h/job", "max h/job",
@@ -258,12 +293,22 @@ def budget_markdown(jobs: pd.DataFrame, ratios: pd.DataFrame, target: Mapping[st
 
 def write_budget(config: Mapping[str, Any], runs: pd.DataFrame, target_path: str,
                  out_md: str | os.PathLike[str], out_csv: str | os.PathLike[str],
-                 gpu_csv: str | os.PathLike[str] | None = None) -> float:
-    """Write the budget table and the per-job CSV; returns the total GPU hours. `gpu_csv`
-    (default: ``compute_budget.gpu_csv`` of `config`) gives measured GPU step times."""
-    gpu_csv = gpu_csv or config.get("compute_budget", {}).get("gpu_csv")
+                 gpu_csv: str | os.PathLike[str] | None = None,
+                 pass_csv: str | os.PathLike[str] | None = None) -> float:
+    """Write the budget table and the per-job CSV; returns the total GPU hours. `pass_csv`
+    (default: ``compute_budget.cpu_pass_csv`` of `config`) gives the backbone pass times,
+    `gpu_csv` (default: ``compute_budget.gpu_csv``) measured GPU step times."""
+    settings = config.get("compute_budget", {})
+    gpu_csv = gpu_csv or settings.get("gpu_csv")
+    pass_csv = pass_csv or settings.get("cpu_pass_csv")
+    if pass_csv is None:
+        raise ValueError("compute budget: no backbone pass times; set compute_budget."
+                         "cpu_pass_csv (benchmarks/backbone_pass.py writes the CSV)")
+    passes = PassTimes.read(pass_csv)
     measured, measured_from = measured_steps(gpu_csv) if gpu_csv else (None, None)
-    jobs, ratios, target = estimate(config, runs, target_path, measured)
+    jobs, ratios, target = estimate(config, runs, target_path, passes, measured)
+    used = [(r.backbone, r.batch, r.size, r.threads) for r in ratios.itertuples()]
     write_with(out_csv, lambda tmp: jobs.round(6).to_csv(tmp, index=False))
-    write_text(out_md, budget_markdown(jobs, ratios, target, target_path, measured_from))
+    write_text(out_md, budget_markdown(jobs, ratios, target, target_path,
+                                       passes.describe(used), measured_from))
     return float(jobs["gpu_hours"].sum())

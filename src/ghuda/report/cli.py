@@ -6,6 +6,7 @@
     ghuda report verify    --config C --summary S --reported R --out tables/verify.md
     ghuda report budget    --config C --target configs/paper.yaml --summary S --out F --jobs F
                            [--gpu-csv benchmarks/results/gpu_check_cuda.csv]
+                           [--pass-csv benchmarks/results/backbone_pass_cpu.csv]
     ghuda report index     --config C --tables tables --figures figures --out tables/README.md
     ghuda report landing   --config C --tables tables --out results/<name>/report/tables.html
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghuda.report.config import ConfigError, load_config
+from ghuda.pipeline.config import ConfigError, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                  "summary", "out", "jobs")
     budget.add_argument("--gpu-csv", default=None,
                         help="measured step times (benchmarks/gpu_check.py CSV)")
+    budget.add_argument("--pass-csv", default=None,
+                        help="measured backbone pass times (benchmarks/backbone_pass.py CSV; "
+                        "default: compute_budget.cpu_pass_csv of the config)")
     add("index", "write the index of tables and figures", "tables", "figures", "out")
     add("fidelity", "write the fidelity table (released behaviour vs this config and the "
         "paper config)", "paper", "out")
@@ -112,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         from ghuda.report.budget import write_budget
 
         hours = write_budget(config, summary["runs"], args.target, args.out, args.jobs,
-                             args.gpu_csv)
+                             args.gpu_csv, args.pass_csv)
         print(f"wrote {args.out} and {args.jobs}: {hours:,.0f} GPU hours estimated")
         return 0
     raise AssertionError(args.step)  # argparse restricts the choices

@@ -13,7 +13,7 @@ from typing import Any
 from ghuda import methods
 from ghuda.methods.release import RELEASE_REPO, RELEASED, Item, released_params
 from ghuda.models.torchvision_backbones import VIT_WEIGHTS
-from ghuda.report.grid import Run, expand_runs
+from ghuda.pipeline.grid import Run, expand_runs
 from ghuda.report.render import DASH, Table, to_markdown
 from ghuda.report.tables import method_label, method_order
 

@@ -344,8 +344,8 @@ def tsne(config: Mapping[str, Any], summary: Summary):
     """t-SNE of source and target features of the runs listed under `features`."""
     from sklearn.manifold import TSNE
 
+    from ghuda.pipeline.grid import task_dir
     from ghuda.report.aggregate import results_root
-    from ghuda.report.grid import task_dir
 
     fcfg = config.get("figures", {})
     max_points, perplexity = fcfg.get("tsne_max_points", 300), fcfg.get("tsne_perplexity", 30)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ghuda.report.config import ConfigError, validate_schema
+from ghuda.pipeline.config import ConfigError, validate_schema
 
 NOT_RECORDED = "not recorded"
 AVG = "avg"

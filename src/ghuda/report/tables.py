@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ghuda.pipeline.grid import run_config_for
 from ghuda.report.aggregate import COLLAPSE_MARGIN_PP
-from ghuda.report.grid import run_config_for
 from ghuda.report.outputs import dataset_table_stems
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
 from ghuda.report.reported import AVG, NOT_RECORDED, ReportedNumbers

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ghuda.report.config import ConfigError, check_config, validate_schema
+from ghuda.pipeline.config import ConfigError, check_config, validate_schema
 
 
 def _fragments(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -39,11 +39,11 @@ def _fragments(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, An
 def check_runs(config: Mapping[str, Any], source: str = "config") -> int:
     """Validate every run config of `config`'s grid; returns how many runs it expands to.
 
-    Raises `ghuda.report.config.ConfigError` naming the file (`source`), where in it the bad
+    Raises `ghuda.pipeline.config.ConfigError` naming the file (`source`), where in it the bad
     key is (or which run it breaks) and the key itself, with its allowed values.
     """
     from ghuda import config as run_config
-    from ghuda.report.grid import expand_runs
+    from ghuda.pipeline.grid import expand_runs
 
     for where, fragment in _fragments(config):
         try:
@@ -84,7 +84,7 @@ def _check_file(path: str) -> str:
     import yaml
 
     from ghuda import config as run_config
-    from ghuda.report.config import load_config
+    from ghuda.pipeline.config import load_config
 
     try:
         text = Path(path).read_text(encoding="utf-8")
