@@ -254,7 +254,8 @@ class Harmonizer(ABC):
         """Accumulate the harmonized gradient of (loss1, loss2) into ``.grad`` of `params`.
 
         Returns the pair statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2,
-        norm_update (all on the measure scope) and fallback.
+        norm_update (all on the measure scope) and fallback; a vector harmonizer's direct
+        step with ``with_stats=False`` returns ``{}`` (it reads nothing back to the host).
         """
 
 
