@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Rules and tests call `ghuda`, `dvc` and `snakemake` by name: the project's .venv comes first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce test lint venv lock clean-venv
+.PHONY: reproduce test lint venv lock clean-venv slurm-check
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
+
+# A one-node SLURM cluster on this machine runs configs/ci.yaml through the slurm profile
+# (root or sudo; installs slurmctld, slurmd, munge with apt-get when missing). Not in CI.
+slurm-check: $(STAMP)
+	VENV=$(VENV) bash workflow/scripts/slurm_check.sh
 
 # Re-pin the transitive dependency set from the current .venv.
 lock: $(STAMP)

@@ -277,7 +277,8 @@ class Harmonizer(ABC):
         `context` describes the step the pair belongs to (`StepContext`); harmonizers that
         own their step (MetaAlign) need it, the others ignore it. Returns the pair
         statistics: cos, angle_deg, conflict, w1, w2, norm1, norm2, norm_update (all on the
-        measure scope) and fallback.
+        measure scope) and fallback; a vector harmonizer's direct step with
+        ``with_stats=False`` returns ``{}`` (it reads nothing back to the host).
         """
 
 

@@ -131,6 +131,7 @@ class FlatGroup:
 
 def combine(a: Tensor, b: Tensor, x1: Tensor, x2: Tensor, out: Tensor | None = None) -> Tensor:
     """``x1*a + x2*b`` in `a`'s dtype (into `out` when given; it may be `a`)."""
+    x1, x2 = x1.to(a.dtype), x2.to(a.dtype)  # one dtype per kernel, on every device
     out = torch.mul(a, x1, out=out) if out is not None else a * x1
     return out.addcmul_(b, x2)
 
