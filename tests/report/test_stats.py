@@ -71,3 +71,13 @@ def test_shift_moves_difference_not_baseline(values, shift):
     assert res.ci_low <= res.mean <= res.ci_high
     again = paired(base + 100 + shift + noise, base + 100)  # common offset: same answer
     assert again.mean == pytest.approx(res.mean, abs=1e-9)
+
+
+def test_no_interval_or_test_from_fewer_than_three_pairs():
+    from ghuda.report.stats import paired
+    from ghuda.report.tables import delta_cells
+
+    assert delta_cells(paired([1.0, 3.0], [0.0, 0.0], 0.95)) == ["+2.0 [—, —]", "—", "—", "2"]
+    cells = delta_cells(paired([1.0, 3.0, 2.0], [0.0, 0.0, 0.0], 0.95))
+    assert cells[0].startswith("+2.0 [")
+    assert "—" not in cells[0]

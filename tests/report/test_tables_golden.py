@@ -41,7 +41,7 @@ DATASET_MD = f"""\
 
 Protocol last: final iterate; seeds [0, 1, 2].
 
-Δ: mean paired difference to the baseline over seeds × tasks (pairs share seed and task) with its 95% t interval; p: paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs.
+Δ: mean paired difference to the baseline over seeds × tasks (pairs share seed and task) with its 95% t interval; p: paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs (no interval or test from fewer than 3).
 
 rep.: the published number (configs/reported.yaml, with its source); 'not recorded' where none is recorded. Published numbers select on target labels (protocol oracle).
 """  # noqa: E501
@@ -60,7 +60,7 @@ DANN & --- & 60.2 $\pm$ 1.3 & --- & --- & --- & --- \\
 +GH++ & 0.50 & 62.2 $\pm$ 1.3 & +2.0 [+2.0, +2.0] & --- & 0.25 & 3 \\
 \bottomrule
 \end{tabular}
-\par\smallskip\footnotesize $\Delta$: mean paired difference to the baseline over seeds (pairs share seed and task) with its 95\% t interval; p: paired t-test (scipy.stats.ttest\_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs.
+\par\smallskip\footnotesize $\Delta$: mean paired difference to the baseline over seeds (pairs share seed and task) with its 95\% t interval; p: paired t-test (scipy.stats.ttest\_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs (no interval or test from fewer than 3).
 \end{table}
 """  # noqa: E501
 

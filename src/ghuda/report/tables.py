@@ -31,7 +31,7 @@ PROTOCOL_TEXT = {
 PAIRING_NOTE = ("Δ: mean paired difference to the baseline over seeds × tasks (pairs share "
                 "seed and task) with its {conf:.0%} t interval; p: paired t-test "
                 "(scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); "
-                "n: pairs.")
+                "n: pairs (no interval or test from fewer than 3).")
 
 
 def method_label(method: str) -> str:
@@ -107,8 +107,14 @@ def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
     return paired(a[keep], b[keep], confidence)
 
 
+MIN_PAIRS = 3  # no interval or test from fewer pairs
+
+
 def delta_cells(p: Paired) -> list[str]:
-    """Cells 'Δ [CI]', 'p (t)', 'p (Wilcoxon)', 'n' of a paired comparison."""
+    """Cells 'Δ [CI]', 'p (t)', 'p (Wilcoxon)', 'n' of a paired comparison; below
+    `MIN_PAIRS` pairs only the mean difference (no interval, no test)."""
+    if p.n < MIN_PAIRS:
+        return [f"{fmt(p.mean, signed=True)} [—, —]", DASH, DASH, str(p.n)]
     return [f"{fmt(p.mean, signed=True)} [{fmt(p.ci_low, signed=True)}, "
             f"{fmt(p.ci_high, signed=True)}]", fmt_p(p.p_t), fmt_p(p.p_wilcoxon), str(p.n)]
 
