@@ -104,12 +104,8 @@ class MCD(Method):
             released_value=release.RELEASED,
             alternative="config: train.momentum / train.nesterov on both groups",
             why="ghuda applied Nesterov momentum to every group before the audit"),
-            release.Item(
-            item="training augmentation",
-            released="ResizeImage(256) + RandomResizedCrop(224) + flip",
-            source="mcd/mcd.py:64, mcd/utils.py:157-161", switch="method.params.augment",
-            released_value=release.RELEASED,
-            alternative="random_crop: RandomCrop(224)", why="kept for the ablation")))
+            release.resized_crop_item("ResizeImage(256) + RandomResizedCrop(224) + flip",
+                                      "mcd/mcd.py:64, mcd/utils.py:157-161")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 10.0, entropy_weight: float = 0.01, num_k: int = 4,
@@ -143,8 +139,7 @@ class MCD(Method):
 
     @classmethod
     def train_crop(cls, params: dict[str, Any], domain: str) -> str:
-        augment = params.get("augment", release.RELEASED)
-        return "random_resized_crop" if augment == release.RELEASED else augment
+        return release.resized_crop(params)
 
     def predict(self, x: Tensor) -> Tensor:
         g = self.backbone(x)

@@ -145,12 +145,17 @@ def crop_item(released: str, source: str) -> Item:
         why="ghuda used RandomResizedCrop everywhere before the audit")
 
 
-def mapping_get(mapping: Mapping[str, Any], dotted: str) -> Any:
-    """``mapping['a']['b']`` for ``'a.b'``; KeyError when absent."""
-    node: Any = mapping
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def resized_crop_item(released: str, source: str) -> Item:
+    """Training augmentation of a release that used RandomResizedCrop (MCD, SSRT)."""
+    return Item(item="training augmentation", released=released, source=source,
+                switch="method.params.augment", released_value=RELEASED,
+                alternative="random_crop: RandomCrop(224)", why="kept for the ablation")
+
+
+def resized_crop(params: Mapping[str, Any]) -> str:
+    """`Method.train_crop` of such a method: RandomResizedCrop unless ``augment`` says."""
+    augment = params.get("augment", RELEASED)
+    return "random_resized_crop" if augment == RELEASED else augment
 
 
 # ------------------------------------------------------------ the released CDAN-family script

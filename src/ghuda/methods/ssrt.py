@@ -165,12 +165,8 @@ class SSRT(Method):
                    released_value="augreg_in21k_ft_in1k",
                    alternative="imagenet1k: torchvision's ImageNet-1k weights",
                    why="torchvision ships only the ImageNet-1k weights"),
-               release.Item(
-                   item="training augmentation",
-                   released="Resize((256,256)) + RandomResizedCrop(224) + flip",
-                   source="ssrt/dataset/data_provider.py:33-34", switch="method.params.augment",
-                   released_value=release.RELEASED,
-                   alternative="random_crop: RandomCrop(224)", why="kept for the ablation")))
+               release.resized_crop_item("Resize((256,256)) + RandomResizedCrop(224) + flip",
+                                         "ssrt/dataset/data_provider.py:33-34")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  bottleneck_dim: int = 1024, cls_weight: float = 1.0,
@@ -231,8 +227,7 @@ class SSRT(Method):
 
     @classmethod
     def train_crop(cls, params: dict[str, Any], domain: str) -> str:
-        augment = params.get("augment", release.RELEASED)
-        return "random_resized_crop" if augment == release.RELEASED else augment
+        return release.resized_crop(params)
 
     def lr_multipliers(self) -> dict[str, float]:
         """Backbone at 0.1x the configured lr, new layers at 1x (released)."""
