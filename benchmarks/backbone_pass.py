@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import subprocess
 import time
@@ -92,18 +91,6 @@ def measure(settings: list[Setting], repeats: int, warmup: int) -> list[dict[str
     return out
 
 
-def machine() -> str:
-    """CPU model, logical CPU count and OS of this machine."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}; {os.cpu_count()} logical CPUs; {platform.system()} {platform.release()}"
-
-
 def _git_commit() -> str:
     """Short commit of the checkout, '+dirty' when src/ or this script changed ('' unknown)."""
     try:
@@ -146,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     import torch
 
-    meta = {"machine": machine(), "torch": torch.__version__, "git": _git_commit(),
+    from ghuda.engine.metrics import machine_description
+
+    meta = {"machine": machine_description(), "torch": torch.__version__, "git": _git_commit(),
             "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     results = measure(args.settings, args.repeats, args.warmup)

@@ -49,7 +49,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -285,17 +284,6 @@ def _passes(label: str) -> int:
     return 1 if name == "sum" and not with_stats else 2
 
 
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}; {os.cpu_count()} logical CPUs; {platform.system()} {platform.release()}"
-
-
 def _run_worker(args: argparse.Namespace, *worker_args: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, *worker_args, "--repeats", str(args.repeats),
@@ -452,9 +440,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from ghuda.engine.metrics import machine_description
+
     if args.device != "cpu" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available on this machine")
-    meta = {"machine": _machine(), "torch": torch.__version__, "device": args.device,
+    meta = {"machine": machine_description(), "torch": torch.__version__, "device": args.device,
             "git": _git_commit(),
             "threads": str(args.threads), "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch": f"{BATCH}+{BATCH}"}

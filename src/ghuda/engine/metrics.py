@@ -4,6 +4,7 @@ summary, cost, provenance. The files themselves are `ghuda.runs`'."""
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import socket
 import subprocess
@@ -25,6 +26,18 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
+
+
+def machine_description() -> str:
+    """CPU model, logical CPU count and OS of this machine (benchmark provenance)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}; {os.cpu_count()} logical CPUs; {platform.system()} {platform.release()}"
 
 
 def provenance(config_sha256: str, device: str, seed: int) -> dict[str, Any]:

@@ -229,13 +229,9 @@ class DWL(Method):
             "num_k3": release.Cheaper(2, "cost; keeps the released 1:1 ratio"),
             "window": release.Cheaper(None, "a tenth of the run, so T updates ten times"),
             "hidden": release.Cheaper(256, "cost")},
-        items=(release.Item(
-            item="optimizers", released="SGD momentum 0.9 without Nesterov, weight decay 5e-4, "
-                                        "every network",
-            source="dwl/solver.py:101-117", switch="method.params.optimizer",
-            released_value=release.RELEASED,
-            alternative="config: train.momentum / train.nesterov on every group",
-            why="ghuda applied Nesterov momentum to every group before the audit"),))
+        items=(release.optimizer_item(
+            "SGD momentum 0.9 without Nesterov, weight decay 5e-4, every network",
+            "dwl/solver.py:101-117", "every group"),))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  num_k1: int = 8, num_k3: int = 8, window: int | None = 100,

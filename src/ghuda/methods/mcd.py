@@ -97,13 +97,9 @@ class MCD(Method):
             "num_k": release.Cheaper(1, "cost: an iteration is 2 + num_k full passes"),
             "head_hidden": release.Cheaper(256, "cost: two 1024-wide heads cost more than the "
                                                 "digit CNN")},
-        items=(release.Item(
-            item="optimizers", released="G: SGD without momentum; heads: SGD momentum 0.9 "
-                                        "without Nesterov; weight decay 5e-4",
-            source="mcd/mcd.py:95-99", switch="method.params.optimizer",
-            released_value=release.RELEASED,
-            alternative="config: train.momentum / train.nesterov on both groups",
-            why="ghuda applied Nesterov momentum to every group before the audit"),
+        items=(release.optimizer_item(
+            "G: SGD without momentum; heads: SGD momentum 0.9 without Nesterov; weight decay "
+            "5e-4", "mcd/mcd.py:95-99", "both groups"),
             release.resized_crop_item("ResizeImage(256) + RandomResizedCrop(224) + flip",
                                       "mcd/mcd.py:64, mcd/utils.py:157-161")))
 

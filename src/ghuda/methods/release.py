@@ -145,6 +145,14 @@ def crop_item(released: str, source: str) -> Item:
         why="ghuda used RandomResizedCrop everywhere before the audit")
 
 
+def optimizer_item(released: str, source: str, groups: str) -> Item:
+    """Per-group released optimizers (MCD, DWL): momentum / Nesterov differ from ``train``."""
+    return Item(item="optimizers", released=released, source=source,
+                switch="method.params.optimizer", released_value=RELEASED,
+                alternative=f"config: train.momentum / train.nesterov on {groups}",
+                why="ghuda applied Nesterov momentum to every group before the audit")
+
+
 def resized_crop_item(released: str, source: str) -> Item:
     """Training augmentation of a release that used RandomResizedCrop (MCD, SSRT)."""
     return Item(item="training augmentation", released=released, source=source,
