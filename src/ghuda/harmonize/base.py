@@ -322,7 +322,7 @@ class VectorHarmonizer(Harmonizer):
         stats = flat.gram(groups, g1.device)
         c = self.coefficients(stats)
         (group,) = groups
-        a, b = group.rows
+        a, b = (row[:group.n_data] for row in group.rows)  # without the chunk padding
         m1, m2 = group.scales
 
         def combination(x: Tensor) -> Tensor:
