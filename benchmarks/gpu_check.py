@@ -5,7 +5,7 @@
 
 Needs torch, torchvision, numpy, Pillow and PyYAML only (no Snakemake, DVC, pandas; a
 digits-mini that is not already under --data-root is built, which needs scikit-learn and
-matplotlib, else that section is reported as skipped). Three sections, one CSV row each:
+matplotlib, else that section is reported as skipped). Five sections, one CSV row per measurement:
 
 * ``step``: ResNet-50 at 224 px, 32 source + 32 target images, DANN-style heads (a linear
   classifier and a discriminator behind a gradient reversal; measure scope: all but the
@@ -19,9 +19,18 @@ matplotlib, else that section is reported as skipped). Three sections, one CSV r
   harmonizer, through the engine: its median ms per step and final target accuracy.
 * ``backbone``: the step time of each paper backbone (resnet50, resnet101, vit_b16, no
   pretrained weights; digit_cnn for Digits) on a generated tree in each paper dataset's
-  layout (tests/data/data_fixtures.py: solid-colour images, registered like the real data,
-  no download), through the engine: source-only, the dataset's paper batch size and
-  `num_workers`. This is the unit step that `ghuda report budget --gpu-csv` uses.
+  layout (tests/data/data_fixtures.py at 16x its images per class, 300 px solid-colour
+  images, registered like the real data, no download), through the engine: source-only, the
+  dataset's paper batch size and `num_workers`. This is the unit step that
+  `ghuda report budget --gpu-csv` uses.
+* ``loader``: CDAN+E with ResNet-50 on the Office-31 tree through the engine, once with its
+  input pipeline (persistent workers, pinned memory, prefetch) and once on cached batches
+  (compute only): does the input pipeline starve the device?
+* ``determinism``: DANN + GH on digits-mini twice with one seed, with ``train.deterministic``
+  true and false: identical histories or not, and the step time of each mode.
+
+The CSV is rewritten after each section, so a run stopped by a time limit keeps what it
+measured.
 
 ``--quick`` shrinks everything (the digit CNN at 32 px for the step table, a tiny ViT on the
 Office-31 tree, batch 2-4, 2-3 steps) so that a test can exercise every path on the CPU.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -48,7 +58,7 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-SECTIONS = ("step", "digits", "backbone")
+SECTIONS = ("step", "loader", "determinism", "digits", "backbone")
 HARMONIZERS = ("gh", "ghpp", "ghpp_exact", "pcgrad", "agr_sum")
 STEP_CONFIGS = ("plain", "floor", *HARMONIZERS, "three_pass")
 BASELINES = ("source_only", "dann", "cdan", "gvb", "mcd", "dwl", "ssrt", "cgdm")
@@ -91,6 +101,12 @@ class Sizes:
     workers: int | None
     digits_runs: tuple[tuple[str, str], ...]
     backbone_options: str = "{}"
+    tree_scale: int = 1
+    tree_side: int = 12
+    loader_backbone: str = "resnet50"
+    loader_steps: int = 60
+    loader_more_workers: tuple[int, ...] = (12,)  # besides the paper's num_workers
+    determinism_steps: int = 200
 
 
 def sizes(quick: bool) -> Sizes:
@@ -98,10 +114,12 @@ def sizes(quick: bool) -> Sizes:
         *((m, "sum") for m in BASELINES), *(("dann", h) for h in HARMONIZERS))
     if quick:  # tiny models: a tiny ViT stands in for the paper backbones on 224 px images
         return Sizes("digit_cnn", 32, 4, 2, 1, 3, 2, ("office31", "digits"), ("tiny_vit",), 2,
-                     0, digits_runs, "{image_size: 224, patch_size: 32}")
+                     0, digits_runs, "{image_size: 224, patch_size: 32}",
+                     loader_backbone="tiny_vit", loader_steps=4, determinism_steps=6,
+                     loader_more_workers=())
     return Sizes("resnet50", 224, 32, 20, 5, 100, 20,
                  ("office31", "office_home", "visda2017", "digits", "domainnet"),
-                 PAPER_BACKBONES, None, None, digits_runs)
+                 PAPER_BACKBONES, None, None, digits_runs, tree_scale=16, tree_side=300)
 
 
 def _sync(device: torch.device) -> None:
@@ -247,15 +265,20 @@ def digits_section(s: Sizes, device: torch.device, data_root: Path, scratch: Pat
     except (ImportError, FileNotFoundError) as err:
         return [Row("digits", "all", status="skipped",
                     note=f"digits-mini not under {data_root} and cannot be built here: {err}")]
+    from ghuda import methods
+
     rows = []
     for method, harmonizer in s.digits_runs:
+        needs_vit = methods.get(method).requires_backbone == "vit"  # SSRT, as the configs do
         overrides = [f"dataset.root={root}", f"method.name={method}",
+                     *(["model.backbone=tiny_vit"] if needs_vit else []),
                      f"harmonizer.name={harmonizer}", f"train.steps={s.digits_steps}",
                      f"train.eval_every={s.digits_steps}", "train.checkpoint_every=0",
                      *_device_overrides(device, threads)]
         metrics = _engine_run(overrides, scratch / "runs" / f"{method}_{harmonizer}")
         rows.append(_row_from_metrics(
-            Row("digits", f"{method}+{harmonizer}", backbone="digit_cnn",
+            Row("digits", f"{method}+{harmonizer}",
+                backbone="tiny_vit" if needs_vit else "digit_cnn",
                 dataset="digits_mini", steps=s.digits_steps, batch=32,
                 note="engine run: median step (ms), target accuracy (%) after the run"),
             metrics))
@@ -266,15 +289,18 @@ def _paper_datasets() -> dict:
     return yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["datasets"]
 
 
-def _fixture_dataset(dataset: str, scratch: Path) -> Path:
-    """Generate, archive and register a fixture tree of `dataset`; returns the data root."""
+def _fixture_dataset(dataset: str, scratch: Path, s: Sizes) -> Path:
+    """Generate, archive and register a fixture tree of `dataset` (`s.tree_scale` times the
+    test fixture's images per class, `s.tree_side` pixels square); returns the data root."""
     sys.path.insert(0, str(REPO / "tests" / "data"))
     from data_fixtures import make_archives, make_recipe, make_tree
 
     from ghuda.data.fetch import register
 
     base = scratch / f"tree_{dataset}"
-    counts, class_counts = make_tree(dataset, base / "tree")
+    if (base / "data").is_dir():  # made by an earlier section
+        return base / "data"
+    counts, class_counts = make_tree(dataset, base / "tree", s.tree_scale, s.tree_side)
     archives = make_archives(dataset, base / "tree", base / "dl")
     recipe = make_recipe(dataset, archives, counts, class_counts, "http://127.0.0.1:9/none",
                          base / "recipe.json")
@@ -284,42 +310,129 @@ def _fixture_dataset(dataset: str, scratch: Path) -> Path:
     return root
 
 
+def _paper_run(dataset: str, root: Path, backbone: str, method: str, s: Sizes, steps: int,
+               device: torch.device, threads: int | None) -> tuple[list[str], int, int]:
+    """Engine overrides for `method` on the first paper task of `dataset` (its fixture tree
+    under `root`): the paper batch size and `num_workers`, no pretrained weights, lr 1e-6."""
+    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    spec = paper["datasets"][dataset]
+    source, target = spec["tasks"][0].split("->")
+    train = spec["methods"][method].get("run", {}).get("train", {})
+    batch = s.batch_override or int(train.get("batch_size", 32))
+    workers = s.workers if s.workers is not None else int(
+        paper["run_defaults"]["train"].get("num_workers", 0))
+    overrides = [f"dataset.name={dataset}", f"dataset.source={source}",
+                 f"dataset.target={target}", f"dataset.root={root}",
+                 f"model.backbone={backbone}", "model.pretrained=false",
+                 *([f"model.options={s.backbone_options}"] if backbone == "tiny_vit" else []),
+                 f"method.name={method}", f"train.batch_size={batch}", f"train.steps={steps}",
+                 # a timing run: from scratch on solid-colour images the paper lr can diverge
+                 # (CDAN+E did at step 12 on the H200), and the lr does not change step time
+                 "train.lr=1e-6",
+                 f"train.eval_every={steps}", "train.checkpoint_every=0",
+                 f"train.num_workers={workers}", *_device_overrides(device, threads)]
+    return overrides, batch, workers
+
+
 def backbone_section(s: Sizes, device: torch.device, scratch: Path,
                      threads: int | None) -> list[Row]:
     paper = _paper_datasets()
     rows = []
     for dataset in s.datasets:
-        spec = paper[dataset]
-        source, target = spec["tasks"][0].split("->")
-        train = spec["methods"]["source_only"].get("run", {}).get("train", {})
-        batch = s.batch_override or int(train.get("batch_size", 32))
-        workers = s.workers if s.workers is not None else int(
-            yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["run_defaults"]
-            ["train"].get("num_workers", 0))
-        backbones = (spec["run"]["model"]["backbone"],) if dataset == "digits" else (
+        backbones = (paper[dataset]["run"]["model"]["backbone"],) if dataset == "digits" else (
             s.big_backbones)
         try:
-            root = _fixture_dataset(dataset, scratch)
+            root = _fixture_dataset(dataset, scratch, s)
         except Exception as err:  # reported in the CSV; the other datasets go on
             rows.append(Row("backbone", "source_only", dataset=dataset, status="skipped",
                             note=f"fixture tree: {type(err).__name__}: {err}"))
             continue
         for backbone in backbones:
-            overrides = [f"dataset.name={dataset}", f"dataset.source={source}",
-                         f"dataset.target={target}", f"dataset.root={root}",
-                         f"model.backbone={backbone}", "model.pretrained=false",
-                         *([f"model.options={s.backbone_options}"]
-                           if backbone in ("tiny_vit",) else []),
-                         "method.name=source_only", f"train.batch_size={batch}",
-                         f"train.steps={s.backbone_steps}",
-                         f"train.eval_every={s.backbone_steps}", "train.checkpoint_every=0",
-                         f"train.num_workers={workers}", *_device_overrides(device, threads)]
+            overrides, batch, workers = _paper_run(dataset, root, backbone, "source_only", s,
+                                                   s.backbone_steps, device, threads)
             metrics = _engine_run(overrides, scratch / "runs" / f"{dataset}_{backbone}")
             rows.append(_row_from_metrics(
                 Row("backbone", "source_only", dataset=dataset, backbone=backbone,
                     batch=batch, steps=s.backbone_steps,
                     note=f"generated {dataset} tree, {workers} workers, engine step "
                          "(data loading included)"), metrics))
+    return rows
+
+
+def _cached_batches(trainer: object) -> None:
+    """Make the trainer's two streams return their first batch, pinned, at every step: the
+    engine step with the input pipeline taken out (compute and host-to-device copy only)."""
+    for stream in (trainer.src, trainer.tgt):  # type: ignore[attr-defined]
+        x, y = stream.get(0)
+        if torch.cuda.is_available():
+            x, y = x.pin_memory(), y.pin_memory()
+        stream.get = lambda step, x=x, y=y: (x, y)
+
+
+def loader_section(s: Sizes, device: torch.device, scratch: Path,
+                   threads: int | None) -> list[Row]:
+    """CDAN+E on the Office-31 fixture tree: the engine step with its input pipeline
+    (persistent workers, pinned memory, prefetch) against the same step on cached batches."""
+    from ghuda import config
+    from ghuda.engine.trainer import Trainer
+
+    root = _fixture_dataset("office31", scratch, s)
+    overrides, batch, workers = _paper_run("office31", root, s.loader_backbone, "cdan", s,
+                                           s.loader_steps, device, threads)
+    runs = {"data": workers, **{f"data_w{w}": w for w in s.loader_more_workers}, "cached": 0}
+    medians, status = {}, {}
+    for name, n_workers in runs.items():
+        cfg = config.load(None, [*overrides, f"train.num_workers={n_workers}"])
+        trainer = Trainer(cfg, scratch / "runs" / f"loader_{name}", bar=False)
+        trainer.setup()
+        if name == "cached":
+            _cached_batches(trainer)
+        metrics = trainer.run()
+        medians[name] = float(metrics["cost"]["step_ms_median"])
+        status[name] = metrics.get("status", "ok")
+    return [Row("loader", f"cdan+{name}", dataset="office31", backbone=s.loader_backbone,
+                batch=batch, steps=s.loader_steps, ms_per_step=ms, status=status[name],
+                vs_plain=ms / medians["cached"],
+                note=(f"{runs[name]} workers per stream, decoded per step" if name != "cached"
+                      else "first batch cached in pinned memory: compute only")
+                + "; vs_plain = x the cached step")
+            for name, ms in medians.items()]
+
+
+def _history_digest(run: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((run / "history.jsonl").read_bytes()).hexdigest()[:16]
+
+
+def determinism_section(s: Sizes, device: torch.device, data_root: Path, scratch: Path,
+                        threads: int | None) -> list[Row]:
+    """DANN + GH on digits-mini twice with the same seed, with and without
+    ``train.deterministic``: are the two histories (losses, statistics, accuracies) equal?"""
+    try:
+        root = _digits_root(data_root, scratch)
+    except (ImportError, FileNotFoundError) as err:
+        return [Row("determinism", "all", status="skipped", note=str(err))]
+    rows = []
+    for flag in ("false", "true"):
+        runs, metrics = [], []
+        for k in range(2):
+            out = scratch / "runs" / f"determinism_{flag}_{k}"
+            metrics.append(_engine_run(
+                [f"dataset.root={root}", "method.name=dann", "harmonizer.name=gh",
+                 f"train.steps={s.determinism_steps}", f"train.eval_every={s.determinism_steps}",
+                 "train.checkpoint_every=0", f"train.deterministic={flag}",
+                 *_device_overrides(device, threads)], out))
+            runs.append(out)
+        digests = [_history_digest(r) for r in runs]
+        accs = [float(m["protocols"]["last"]["acc"]) for m in metrics]
+        row = _row_from_metrics(Row("determinism", f"dann+gh deterministic={flag}",
+                                    backbone="digit_cnn", dataset="digits_mini",
+                                    steps=s.determinism_steps, batch=32), metrics[0])
+        row.status = "identical" if digests[0] == digests[1] else "differ"
+        row.note = (f"same seed twice: last acc {accs[0]:.2f} / {accs[1]:.2f}; history "
+                    f"sha256 {digests[0]} / {digests[1]}; ms/step of the first run")
+        rows.append(row)
     return rows
 
 
@@ -337,14 +450,19 @@ def _meta(device: torch.device) -> dict:
 
 
 def write_csv(rows: list[Row], out: Path, meta: dict) -> None:
+    """All rows so far, replacing `out` at once (nothing is written for no rows)."""
+    if not rows:
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     records = [{**asdict(r), **meta} for r in rows]
-    with open(out, "w", newline="") as f:
+    partial = out.with_name(out.name + ".partial")
+    with open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         for rec in records:
             writer.writerow({k: round(v, 4) if isinstance(v, float) else v
                              for k, v in rec.items()})
+    partial.replace(out)
 
 
 def table(rows: list[Row]) -> str:
@@ -358,7 +476,10 @@ def table(rows: list[Row]) -> str:
 
 
 def run(sections: tuple[str, ...], s: Sizes, device: torch.device, data_root: Path,
-        threads: int | None, log: Callable[[str], None]) -> list[Row]:
+        threads: int | None, log: Callable[[str], None],
+        after_section: Callable[[list[Row]], None] = lambda rows: None) -> list[Row]:
+    """Run `sections` in order; `after_section` gets the rows so far after each (the driver
+    writes the CSV then, so a run stopped by a time limit keeps what it measured)."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ghuda-gpu-check-") as tmp:
         scratch = Path(tmp)
@@ -368,9 +489,14 @@ def run(sections: tuple[str, ...], s: Sizes, device: torch.device, data_root: Pa
                 rows += step_section(s, device)
             elif section == "digits":
                 rows += digits_section(s, device, data_root, scratch, threads)
-            else:
+            elif section == "backbone":
                 rows += backbone_section(s, device, scratch, threads)
+            elif section == "loader":
+                rows += loader_section(s, device, scratch, threads)
+            else:
+                rows += determinism_section(s, device, data_root, scratch, threads)
             log(f"gpu_check: {section} done in {time.perf_counter() - start:.0f} s")
+            after_section(rows)
     return rows
 
 
@@ -389,16 +515,19 @@ def main(argv: list[str] | None = None) -> int:
     sections = tuple(x for x in args.only.split(",") if x)
     if bad := [x for x in sections if x not in SECTIONS]:
         parser.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    # read once, when cuBLAS starts: set before the first section so that the determinism
+    # section's deterministic runs get the fixed workspace `deterministic_cuda` asks for
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    rows = run(sections, sizes(args.quick), device, args.data_root, args.threads,
-               lambda m: print(m, file=sys.stderr, flush=True))
     meta = _meta(device)
     out = args.out or RESULTS / f"gpu_check_{device.type}{'_quick' if args.quick else ''}.csv"
-    write_csv(rows, out, meta)
+    rows = run(sections, sizes(args.quick), device, args.data_root, args.threads,
+               lambda m: print(m, file=sys.stderr, flush=True),
+               lambda so_far: write_csv(so_far, out, meta))
     print(json.dumps(meta))
     print(table(rows))
     print(f"wrote {out}")

@@ -34,6 +34,13 @@ def test_quick_cpu_run_writes_every_section(tmp_path, digits_mini_root):
     backbone = {(r["dataset"], r["backbone"]) for r in rows if r["section"] == "backbone"
                 and r["status"] == "completed"}
     assert backbone == {("office31", "tiny_vit"), ("digits", "digit_cnn")}
+    loader = {r["name"]: r for r in rows if r["section"] == "loader"}
+    assert set(loader) == {"cdan+data", "cdan+cached"}
+    assert float(loader["cdan+cached"]["vs_plain"]) == 1.0
+    determinism = {r["name"]: r["status"] for r in rows if r["section"] == "determinism"}
+    # on the CPU every run is deterministic, with or without the flag
+    assert determinism == {"dann+gh deterministic=false": "identical",
+                           "dann+gh deterministic=true": "identical"}
     assert all(r["device"].startswith("cpu") for r in rows)
     measured, source = budget.measured_steps(out)
     assert set(measured) == backbone

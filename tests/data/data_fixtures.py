@@ -31,26 +31,28 @@ def decode_class(rgb_mean: np.ndarray) -> int:
     return round(float(rgb_mean[0] - 8) / 16) + 16 * round(float(rgb_mean[1] - 8) / 10)
 
 
-def _image(path: Path, idx: int) -> None:
+def _image(path: Path, idx: int, side: int = 12) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.new("RGB", (12, 12), class_colour(idx))
+    img = Image.new("RGB", (side, side), class_colour(idx))
     img.save(path, format="PNG" if path.suffix == ".png" else "JPEG", quality=95)
 
 
-def _folder_domain(base: Path, names: tuple[str, ...], per_class: int, stem: str) -> list[int]:
+def _folder_domain(base: Path, names: tuple[str, ...], per_class: int, stem: str,
+                   side: int = 12) -> list[int]:
     for idx, name in enumerate(names):
         for k in range(per_class):
-            _image(base / name / f"{stem}_{k:04d}.jpg", idx)
+            _image(base / name / f"{stem}_{k:04d}.jpg", idx, side)
     return [per_class] * len(names)
 
 
 def _list_domain(base: Path, list_file: Path, prefix: str, classes: list[int],
-                 names: tuple[str, ...], per_class: int, suffix: str) -> list[int]:
+                 names: tuple[str, ...], per_class: int, suffix: str,
+                 side: int = 12) -> list[int]:
     lines, counts = [], [0] * len(names)
     for idx in classes:
         for k in range(per_class):
             rel = f"{prefix}{names[idx]}/{names[idx]}_{k:03d}{suffix}"
-            _image(base / rel, idx)
+            _image(base / rel, idx, side)
             lines.append(f"{rel} {idx}")
             counts[idx] += 1
     list_file.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +63,12 @@ def _list_domain(base: Path, list_file: Path, prefix: str, classes: list[int],
 DN_CLASSES = [0, 1, 66, 67, 308, 344]  # includes the cello/cell_phone and The_* orderings
 
 
-def make_tree(dataset: str, top: Path) -> tuple[dict, dict]:
-    """Write a fixture tree; returns (counts, class_counts) as a recipe records them."""
+def make_tree(dataset: str, top: Path, scale: int = 1, side: int = 12) -> tuple[dict, dict]:
+    """Write a fixture tree; returns (counts, class_counts) as a recipe records them.
+
+    `scale` multiplies every per-class count and `side` is the images' size in pixels (the
+    tests use the tiny defaults; benchmarks/gpu_check.py larger trees of real-sized images).
+    """
     names = registry.class_names(dataset)
     counts: dict[str, dict[str, int]] = {}
     cc: dict[str, dict[str, list[int]]] = {}
@@ -73,26 +79,26 @@ def make_tree(dataset: str, top: Path) -> tuple[dict, dict]:
 
     if dataset == "office31":
         for d, n in (("amazon", 2), ("dslr", 1), ("webcam", 1)):
-            put(d, "all", _folder_domain(top / d / "images", names, n, "frame"))
+            put(d, "all", _folder_domain(top / d / "images", names, n * scale, "frame", side))
     elif dataset == "office_home":
         root = top / "OfficeHomeDataset_10072016"
         for d in ("Art", "Clipart", "Product", "Real_World"):
             folder = root / ("Real World" if d == "Real_World" else d)
-            put(d, "all", _folder_domain(folder, names, 1, "img"))
+            put(d, "all", _folder_domain(folder, names, scale, "img", side))
     elif dataset == "visda2017":
         for d, folder, suffix in (("synthetic", "train", ".png"), ("real", "validation", ".jpg")):
             base = top / folder
             put(d, "all", _list_domain(base, base / "image_list.txt", "", list(range(12)),
-                                       names, 2, suffix))
+                                       names, 2 * scale, suffix, side))
     elif dataset == "domainnet":
         for d in registry.spec("domainnet").domains:
             for part, n in (("train", 2), ("test", 1)):
                 put(d, part, _list_domain(top, top / f"{d}_{part}.txt", f"{d}/", DN_CLASSES,
-                                          names, n, f"_{part}.jpg"))
+                                          names, n * scale, f"_{part}.jpg", side))
     elif dataset == "digits":
         for part, sizes in (("train", (20, 12, 10)), ("test", (10, 6, 5))):
             for d, n in zip(("mnist", "usps", "svhn"), sizes, strict=True):
-                labels = np.arange(n) % 10
+                labels = np.arange(n * scale) % 10
                 _digit_files(top, d, part, labels)
                 put(d, part, np.bincount(labels, minlength=10).tolist())
     else:

@@ -41,13 +41,26 @@ def test_deterministic_cuda_settings(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
-    monkeypatch.setattr(torch, "use_deterministic_algorithms",
-                        lambda mode, warn_only=False: calls.append((mode, warn_only)))
+    monkeypatch.setattr(runtime, "_deterministic_algorithms", calls.append)
     runtime.deterministic_cuda()
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert torch.backends.cudnn.benchmark is False
     assert torch.backends.cudnn.deterministic is True
-    assert calls == [(True, True)]
+    assert calls == [True]
+
+
+def test_deterministic_algorithms_switch_both_ways():
+    """A later non-deterministic CUDA run of the same process (gpu_check, several runs per
+    process) switches torch's flag off again."""
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        runtime._deterministic_algorithms(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        runtime._deterministic_algorithms(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        runtime._deterministic_algorithms(before)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

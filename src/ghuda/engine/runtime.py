@@ -62,7 +62,9 @@ def make_runtime(train: dict[str, Any]) -> Runtime:
         _deterministic_cpu()
     elif train["deterministic"]:  # before anything starts cuBLAS
         deterministic_cuda()
-    else:
+    else:  # also undoes an earlier deterministic run of this process
+        torch.backends.cudnn.deterministic = False
+        _deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
     amp = train["amp"]
     use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
@@ -79,22 +81,28 @@ def make_runtime(train: dict[str, Any]) -> Runtime:
                    threads=torch.get_num_threads())
 
 
-def _deterministic_cpu() -> None:
-    """`torch.use_deterministic_algorithms(True, warn_only=True)` without its import cost.
+def _deterministic_algorithms(on: bool) -> None:
+    """`torch.use_deterministic_algorithms(on, warn_only=True)` without its import cost.
 
     The public function also configures torch.compile's inductor, importing torch._dynamo
     (about a second per run, a large share of a digits-mini run); nothing here compiles, so
     only the flag itself is set when the private setter exists.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(on, warn_only=True)
+    else:
+        setter(on, warn_only=True)
+
+
+def _deterministic_cpu() -> None:
+    """Deterministic algorithms on the CPU (`_deterministic_algorithms`).
 
     Deterministic mode also fills every new uninitialised tensor with NaN (a debugging aid
     that costs about 5% of a digits-mini step); correct code never reads such memory, so that
     fill is switched off.
     """
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        setter(True, warn_only=True)
+    _deterministic_algorithms(True)
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
@@ -109,7 +117,7 @@ def deterministic_cuda() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _deterministic_algorithms(True)
 
 
 def seed_everything(seed: int) -> None:
