@@ -28,20 +28,24 @@ entries:
 
 NR = "(rep. not recorded)"
 DATASET_MD = f"""\
-**Toy: target accuracy (%), protocol `last`, mean ± std over seeds**
+**Toy: target accuracy (%), protocol `last`, mean ± std over seeds per task**
 
-| Method | a→b | b→a | Avg | Δ Avg [CI] | p (t) | p (Wilcoxon) | n |
-|:---|---:|---:|---:|---:|---:|---:|---:|
-| DANN | 60.2 ± 1.3 {NR} | 70.2 ± 1.3 {NR} | 65.2 ± 1.3 (rep. 66) | — | — | — | — |
-| +GH | 61.7 ± 1.8 (rep. 61) | 71.7 ± 1.8 {NR} | 66.7 ± 1.8 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 |
-| +GH++ | 62.2 ± 1.3 {NR} | 72.2 ± 1.3 {NR} | 67.2 ± 1.3 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 |
-| CDAN+E | 64.2 ± 1.3 {NR} | 74.2 ± 1.3 {NR} | 69.2 ± 1.3 {NR} | — | — | — | — |
-| +GH | 65.7 ± 1.8 {NR} | 75.7 ± 1.8 {NR} | 70.7 ± 1.8 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 |
-| +GH++ | 66.2 ± 1.3 {NR} | 76.2 ± 1.3 {NR} | 71.2 ± 1.3 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 |
+| Method | a→b | b→a | Avg | Δ Avg [CI] | p (t) | p (Wilcoxon) | n | div. | coll. |
+|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| DANN | 60.2 ± 1.3 {NR} | 70.2 ± 1.3 {NR} | 65.2 (rep. 66) | — | — | — | 6 | 0/6 | 0/6 |
+| +GH | 61.7 ± 1.8 (rep. 61) | 71.7 ± 1.8 {NR} | 66.7 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 | 0/6 | 0/6 |
+| +GH++ | 62.2 ± 1.3 {NR} | 72.2 ± 1.3 {NR} | 67.2 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 | 0/6 | 0/6 |
+| CDAN+E | 64.2 ± 1.3 {NR} | 74.2 ± 1.3 {NR} | 69.2 {NR} | — | — | — | 6 | 0/6 | 0/6 |
+| +GH | 65.7 ± 1.8 {NR} | 75.7 ± 1.8 {NR} | 70.7 {NR} | +1.5 [+1.0, +2.0] | <0.001 | 0.031 | 6 | 0/6 | 0/6 |
+| +GH++ | 66.2 ± 1.3 {NR} | 76.2 ± 1.3 {NR} | 71.2 {NR} | +2.0 [+2.0, +2.0] | — | 0.031 | 6 | 0/6 | 0/6 |
 
 Protocol last: final iterate; seeds [0, 1, 2].
 
+Avg: mean over the n (task, seed) runs of the row that completed (diverged runs have no accuracy); for a row below a baseline, over the n pairs where both it and the baseline completed, the same pairs as its Δ, so that Δ = its Avg minus the baseline's mean over those pairs. n: those runs or pairs.
+
 Δ: mean paired difference to the baseline over seeds × tasks (pairs share seed and task) with its 95% t interval; p: paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); n: pairs (no interval or test from fewer than 3).
+
+div.: runs that diverged (non-finite loss; failure.json names the iteration), left out of every mean and of Δ; coll.: runs that completed at chance level or below (final accuracy within 2 points of 100 / classes), kept in the means and in Δ; both out of the row's runs. '(k/n div.)' in a task cell: k of that task's n runs diverged.
 
 rep.: the published number (configs/reported.yaml, with its source); 'not recorded' where none is recorded. Published numbers select on target labels (protocol oracle).
 """  # noqa: E501
@@ -100,7 +104,7 @@ def test_rows_follow_config_order_and_skip_missing_variants(fx_summary, tmp_path
               if line.startswith("| ") and "Method" not in line]
     # ghpp_t0 only ran on one task for DANN: its row is marked as a partial average
     assert labels == ["DANN", "+GH++", "+GH", "+GH++ (t=0)", "CDAN+E", "+GH++", "+GH"]
-    assert "*: average over the tasks this row was run on (a subset)." in md
+    assert "*: over the tasks this row was run on (a subset)." in md
 
 
 def test_build_and_write_tables_names_match_outputs(fx_summary, tmp_path):
@@ -117,8 +121,9 @@ def test_build_and_write_tables_names_match_outputs(fx_summary, tmp_path):
 
 def test_diverged_runs_are_counted_and_left_out(fx_summary):
     """DANN+GH seed 2 on b->a diverged (no accuracy); CDAN+E+GH++ diverged on a->b in every
-    seed. By hand: DANN+GH b->a keeps 70, 71.5 (mean 70.75, sd 1.06); its Avg keeps seeds 0
-    and 1 (65, 66.5); 5 of the 6 pairs remain."""
+    seed. By hand: DANN+GH b->a keeps 70, 71.5 (mean 70.75, sd 1.06); 5 of its 6 pairs
+    remain, its Avg is their mean (60 + 61.5 + 63.5 + 70 + 71.5) / 5 = 65.3, the same pairs as
+    its Δ; CDAN+E+GH++ keeps the 3 b->a pairs (Avg 76.2)."""
     config, summary = fx_summary
     runs = summary["runs"]
     for method, variant, task, seeds in (("dann", "gh", "b->a", [2]),
@@ -132,9 +137,9 @@ def test_diverged_runs_are_counted_and_left_out(fx_summary):
             if line.startswith("| ") and not line.startswith(("| Method", "|:"))]
     dann_gh, cdan_ghpp = body[1], body[5]
     assert (dann_gh[0], cdan_ghpp[0]) == ("| +GH", "| +GH++")
-    assert dann_gh[1:4] == ["61.7 ± 1.8", "70.8 ± 1.1 (1/3 div.)", "65.8 ± 1.1 (1/3 div.)"]
-    assert dann_gh[-1] == "5 |"
+    assert dann_gh[1:4] == ["61.7 ± 1.8", "70.8 ± 1.1 (1/3 div.)", "65.3"]
+    assert dann_gh[-3:] == ["5", "1/6", "0/6 |"]
     assert cdan_ghpp[1] == "diverged (3/3)"
-    assert cdan_ghpp[3] == "diverged (3/3)"  # every seed has a diverged task
-    assert cdan_ghpp[-1] == "3 |"  # only the b->a pairs remain
-    assert "k/n div.: k of the n runs diverged" in md
+    assert cdan_ghpp[3] == "76.2"
+    assert cdan_ghpp[-3:] == ["3", "3/6", "0/6 |"]  # only the b->a pairs remain
+    assert "div.: runs that diverged" in md

@@ -99,12 +99,9 @@ def seed_means(frame: pd.DataFrame, column: str) -> pd.Series:
 def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
                        confidence: float) -> Paired:
     """`stats.paired` over the (task, seed) pairs both frames have with an accuracy (a
-    diverged run leaves its pair out)."""
-    a, b = _values(frame, column), _values(base, column)
-    common = a.index.intersection(b.index)
-    a, b = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
-    keep = ~(np.isnan(a) | np.isnan(b))
-    return paired(a[keep], b[keep], confidence)
+    diverged run leaves its pair out; `complete_pairs`)."""
+    a, b = complete_pairs(frame, base, column)
+    return paired(a.to_numpy(dtype=float), b.to_numpy(dtype=float), confidence)
 
 
 MIN_PAIRS = 3  # no interval or test from fewer pairs
@@ -163,9 +160,38 @@ def _rep(reported: ReportedNumbers | None, dataset: str, method: str, variant: s
     return NOT_RECORDED if value is None else fmt(value, 2).rstrip("0").rstrip(".")
 
 
+def complete_pairs(frame: pd.DataFrame, base: pd.DataFrame | None, column: str
+                   ) -> tuple[pd.Series, pd.Series | None]:
+    """Accuracy per (task, seed) of `frame`'s runs that completed, restricted to the pairs
+    whose `base` run completed too (when `base` is given); and the base on those pairs."""
+    a = _values(frame, column).dropna()
+    if base is None:
+        return a, None
+    b = _values(base, column).dropna()
+    common = a.index.intersection(b.index)
+    return a.loc[common], b.loc[common]
+
+
+def count_cell(k: int, n: int) -> str:
+    """'k/n' runs (a dash when the row has no runs)."""
+    return f"{k}/{n}" if n else DASH
+
+
+AVG_NOTE = ("Avg: mean over the n (task, seed) runs of the row that completed (diverged runs "
+            "have no accuracy); for a row below a baseline, over the n pairs where both it "
+            "and the baseline completed, the same pairs as its Δ, so that Δ = its Avg minus "
+            "the baseline's mean over those pairs. n: those runs or pairs.")
+COUNT_NOTE = ("div.: runs that diverged (non-finite loss; failure.json names the iteration), "
+              "left out of every mean and of Δ; coll.: runs that completed at chance level or "
+              "below (final accuracy within {margin:g} points of 100 / classes), kept in the "
+              "means and in Δ; both out of the row's runs. '(k/n div.)' in a task cell: k of "
+              "that task's n runs diverged.")
+
+
 def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
                   reported: ReportedNumbers | None = None) -> Table:
-    """Rows baseline, +GH, +GH++, ... per method; columns every task and Avg (paper shape)."""
+    """Rows baseline, +GH, +GH++, ... per method; columns every task, Avg and Δ over the same
+    complete (task, seed) pairs, and the diverged and collapsed counts (paper shape plus)."""
     tcfg = config.get("tables", {})
     protocol, confidence = tcfg.get("protocol", "last"), tcfg.get("confidence", 0.95)
     baseline = tcfg.get("baseline", "sum")
@@ -177,9 +203,9 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
     metric = "mean per-class accuracy" if ds.get("metric") == "mean_class_acc" else "accuracy"
     table = Table(
         caption=(f"{ds.get('label', dataset)}: target {metric} (%), protocol `{protocol}`, "
-                 f"mean ± std over seeds"),
+                 f"mean ± std over seeds per task"),
         columns=["Method", *[task_label(t) for t in tasks], "Avg", "Δ Avg [CI]", "p (t)",
-                 "p (Wilcoxon)", "n"],
+                 "p (Wilcoxon)", "n", "div.", "coll."],
         label=f"tab:{dataset}")
     partial = False
     for method in method_order(config):
@@ -191,32 +217,37 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             vdata = mdata[mdata["variant"] == variant]
             if vdata.empty:
                 continue
+            is_base = variant == baseline or base.empty
             label = (method_label(method) if variant == baseline
                      else config["variants"][variant]["label"])
             cells = [label]
             for task in tasks:
                 tdata = vdata[vdata["task"] == task]
                 rep = _rep(reported, dataset, method, variant, task)
-                cells.append(DASH if tdata.empty else summary_cell(
-                    tdata[col], rep, collapsed_count(tdata)))
-            have = [t for t in tasks if t in set(vdata["task"])]
-            avg = summary_cell(seed_means(vdata, col),
-                               _rep(reported, dataset, method, variant, AVG))
-            if len(have) < len(tasks):
+                cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
+            values, _ = complete_pairs(vdata, None if is_base else base, col)
+            avg = "diverged" if values.empty else fmt(float(values.mean()))
+            rep = _rep(reported, dataset, method, variant, AVG)
+            avg = avg if rep is None else f"{avg} (rep. {rep})"
+            if len(set(vdata["task"])) < len(tasks):
                 partial = True
                 avg += "*"
             cells.append(avg)
-            if variant == baseline or base.empty:
-                cells += [DASH, DASH, DASH, DASH]
+            if is_base:
+                cells += [DASH, DASH, DASH, str(len(values))]
             else:
                 cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
+            total = len(vdata)
+            cells += [count_cell(int(vdata[col].isna().sum()), total),
+                      count_cell(collapsed_count(vdata), total)]
             table.add(cells)
         table.end_group()
     table.notes.append(f"Protocol {PROTOCOL_TEXT[protocol]}; seeds {list(map(int, seeds))}.")
+    table.notes.append(AVG_NOTE)
     table.notes.append(PAIRING_NOTE.format(conf=confidence))
-    _diverged_note(table, data, col)
+    table.notes.append(COUNT_NOTE.format(margin=COLLAPSE_MARGIN_PP))
     if partial:
-        table.notes.append("*: average over the tasks this row was run on (a subset).")
+        table.notes.append("*: over the tasks this row was run on (a subset).")
     if reported is not None:
         if not reported.published(dataset):
             note = reported.dataset_note(dataset) or "no published numbers exist"
