@@ -61,7 +61,7 @@ def test_default_dry_run_trains_the_default_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = len(expand_runs(load_config(REPO / "configs" / "default.yaml")))
     assert _train_jobs(proc.stdout, results) == {"digits_mini": expected}
-    for rule in ("aggregate", "tables", "theory", "verify", "compute_budget", "report"):
+    for rule in ("aggregate", "tables", "theory", "verify", "report"):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
 
 
