@@ -213,3 +213,14 @@ def test_config_check_takes_a_run_config(capsys):
 
     assert main(["check", str(REPO / "configs" / "digits_mini.yaml")]) == 0
     assert "run config valid" in capsys.readouterr().out
+
+
+def test_default_runs_are_digits_full_runs():
+    """The default's run configs are exactly those of the same runs in digits_full (issue 14):
+    its numbers are the full config's numbers on those rows, and runs can be shared."""
+    full = {r.rel_dir: r.run_config for r in expand_runs(
+        load_config(REPO / "configs" / "digits_full.yaml"))}
+    default = expand_runs(load_config(REPO / "configs" / "default.yaml"))
+    assert default
+    for run in default:
+        assert full.get(run.rel_dir) == run.run_config, run.rel_dir
