@@ -232,9 +232,10 @@ def test_missing_pass_times_name_the_file(fx_summary, tmp_path):
     assert not (tmp_path / "b.md").exists()
 
 
-@pytest.mark.parametrize("name", ["default", "digits_full"])
+@pytest.mark.parametrize("name", ["digits_full"])
 def test_committed_pass_times_cover_the_committed_configs(name):
-    """Every pass the budget of a committed config looks up is in its committed CSV."""
+    """Every pass the budget of a committed config looks up is in its committed CSV (the
+    default config has no budget: it lacks most methods' step costs)."""
     config = load_config(REPO / "configs" / f"{name}.yaml")
     passes = budget.PassTimes.read(REPO / config["compute_budget"]["cpu_pass_csv"])
     for run in expand_runs(config):
