@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         print("ghuda train: --out DIR is required", file=sys.stderr)
         return EXIT_CONFIG
 
+    from ghuda.engine.interrupt import StopRequest
     from ghuda.engine.trainer import Trainer
 
+    stop = StopRequest()
     trainer = Trainer(cfg, args.out, fresh=args.fresh, bar=args.bar,
-                      record_divergence=args.record_divergence)
+                      record_divergence=args.record_divergence, stop=stop)
     try:
-        return _train(trainer, args.record_divergence)
+        with stop:
+            return _train(trainer, args.record_divergence)
     except KeyboardInterrupt:
         ckpt = trainer.folder.checkpoint
         state = (f"it continues from the last checkpoint, {ckpt}" if ckpt.exists() else

@@ -29,6 +29,7 @@ from ghuda.engine import checkpoint as ckpt
 from ghuda.engine.amp import LossScaler
 from ghuda.engine.data import SOURCE_STREAM, TARGET_STREAM, BatchStream, load_splits
 from ghuda.engine.evaluate import evaluate_splits, on_device, target_images, write_features
+from ghuda.engine.interrupt import StopRequest
 from ghuda.engine.memory import PeakMemory
 from ghuda.engine.metrics import metrics_document, provenance
 from ghuda.engine.optim import GroupOptimizers, check_coverage
@@ -52,9 +53,13 @@ class Trainer:
     """Trains one run described by a resolved, validated config into folder `out`."""
 
     def __init__(self, cfg: dict[str, Any], out: str | Path, *, fresh: bool = False,
-                 bar: bool | None = None, record_divergence: bool = False) -> None:
+                 bar: bool | None = None, record_divergence: bool = False,
+                 stop: StopRequest | None = None) -> None:
+        """`stop`: checked after every step (`ghuda.engine.interrupt`; Ctrl-C in `ghuda
+        train`)."""
         self.cfg, self.folder = cfg, RunFolder(out)
         self.fresh, self.record_divergence, self.bar = fresh, record_divergence, bar
+        self.stop = stop
         self.sha = config_mod.sha256(cfg)
         self.train_cfg = cfg["train"]
         self.label = f"{cfg['method']['name']}/{config_mod.variant(cfg)}/" \
@@ -179,6 +184,8 @@ class Trainer:
                 done = i + 1
                 if t["checkpoint_every"] and done % t["checkpoint_every"] == 0 and done < total:
                     self._checkpoint(done, history.offset(), step_times, elapsed())
+                if self.stop is not None:
+                    self.stop.check()
         except NonFiniteLoss as err:
             diverged = err
         finally:
