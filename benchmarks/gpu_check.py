@@ -50,6 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -285,8 +286,10 @@ def digits_section(s: Sizes, device: torch.device, data_root: Path, scratch: Pat
     return rows
 
 
-def _paper_datasets() -> dict:
-    return yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["datasets"]
+@cache
+def _paper() -> dict:
+    """configs/paper.yaml, read once."""
+    return yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
 
 
 def _fixture_dataset(dataset: str, scratch: Path, s: Sizes) -> Path:
@@ -314,7 +317,7 @@ def _paper_run(dataset: str, root: Path, backbone: str, method: str, s: Sizes, s
                device: torch.device, threads: int | None) -> tuple[list[str], int, int]:
     """Engine overrides for `method` on the first paper task of `dataset` (its fixture tree
     under `root`): the paper batch size and `num_workers`, no pretrained weights, lr 1e-6."""
-    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    paper = _paper()
     spec = paper["datasets"][dataset]
     source, target = spec["tasks"][0].split("->")
     train = spec["methods"][method].get("run", {}).get("train", {})
@@ -336,7 +339,7 @@ def _paper_run(dataset: str, root: Path, backbone: str, method: str, s: Sizes, s
 
 def backbone_section(s: Sizes, device: torch.device, scratch: Path,
                      threads: int | None) -> list[Row]:
-    paper = _paper_datasets()
+    paper = _paper()["datasets"]
     rows = []
     for dataset in s.datasets:
         backbones = (paper[dataset]["run"]["model"]["backbone"],) if dataset == "digits" else (

@@ -225,7 +225,7 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
                 tdata = vdata[vdata["task"] == task]
                 rep = _rep(reported, dataset, method, variant, task)
                 cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
-            values, _ = complete_pairs(vdata, None if is_base else base, col)
+            values, base_values = complete_pairs(vdata, None if is_base else base, col)
             avg = "diverged" if values.empty else fmt(float(values.mean()))
             rep = _rep(reported, dataset, method, variant, AVG)
             avg = avg if rep is None else f"{avg} (rep. {rep})"
@@ -236,7 +236,8 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             if is_base:
                 cells += [DASH, DASH, DASH, str(len(values))]
             else:
-                cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
+                cells += delta_cells(paired(values.to_numpy(dtype=float),
+                                            base_values.to_numpy(dtype=float), confidence))
             total = len(vdata)
             cells += [count_cell(int(vdata[col].isna().sum()), total),
                       count_cell(collapsed_count(vdata), total)]
