@@ -16,12 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("ghuda.theory.cli", "run the numerical checks of GH / GH++ theory"),
     "report": ("ghuda.report.cli", "aggregate runs into tables, figures and verdicts"),
     "config": ("ghuda.pipeline.check", "check a pipeline or run config before anything runs"),
+    "extension": ("ghuda.extensions.cli", "GH / GH++ for retrieval and detection (train, "
+                  "fetch, report)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: ghuda <command> [options]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "`ghuda <command> --help` describes a command."]
     return "\n".join(lines)
 

@@ -1,10 +1,12 @@
 # Shared definitions: the run grid, paths and helpers used by every rule file.
 import logging
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
+from ghuda.extensions.grid import expand_extension_runs
 from ghuda.pipeline.grid import expand_runs, task_dir
 from ghuda.report.outputs import figure_names, table_names
 
@@ -119,4 +121,33 @@ def final_outputs():
             f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md", f"{TABLES}/fidelity.md"]
     if config.get("compute_budget"):
         out += [f"{TABLES}/compute_budget.md", f"{TABLES}/compute_budget_jobs.csv"]
+    if config.get("extensions"):
+        out += [f"{TABLES}/extensions.md", f"{TABLES}/extensions.tex"]
+        out += [f"{FIGURES}/{n}.{ext}" for n in ("extension_conflict",
+                "extension_weights_vs_angle") for ext in ("png", "pdf")]
     return out
+
+
+# ---- extension runs (workflow/rules/extensions.smk)
+EXT_RUNS = {r.key: r for r in expand_extension_runs(config)}
+EXT_FETCH = {
+    (e["extension"], e["data"]): e["fetch"]
+    for e in config.get("extensions") or []
+    if e.get("fetch")
+}
+
+
+def ext_run(wildcards):
+    key = f"{wildcards.extension}/{wildcards.data}/{wildcards.variant}/seed{wildcards.seed}"
+    try:
+        return EXT_RUNS[key]
+    except KeyError:
+        raise ValueError(f"config {config['name']!r} has no extension run {key}") from None
+
+
+def ext_inputs(wildcards):
+    fetch = EXT_FETCH.get((wildcards.extension, wildcards.data))
+    return [fetch["manifest"]] if fetch else []
+
+
+EXT_WILDCARDS = "{extension}/{data}/{variant}/seed{seed}"

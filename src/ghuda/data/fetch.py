@@ -28,6 +28,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,20 +165,29 @@ def fetch(dataset: str, *, root: str | os.PathLike[str] | None = None,
     """Download every archive of the recipe (reusing verified files already in the
     downloads folder), then `register` them. Raises FetchError on a dead link or offline."""
     recipe = Recipe.load(dataset, recipe_file)
-    folder = data_root(root) / "downloads" / recipe.dataset
     dest = Path(dest) if dest else data_root(root) / recipe.dataset
-    made = [d for d in (folder.parent, folder) if not d.exists()]
+    with downloads_folder(data_root(root), recipe.dataset) as folder:
+        _download_all(recipe, folder, dest, recipe_file, mirror, timeout, log)
+    return register(dataset, [folder], root=root, dest=dest, recipe_file=recipe_file, dvc=dvc,
+                    force=force, log=log)
+
+
+@contextmanager
+def downloads_folder(root: Path, dataset: str) -> Iterator[Path]:
+    """``<root>/downloads/<dataset>/``, created with a ``.gitignore`` in ``downloads/`` (the
+    archives are a local cache); a FetchError or Ctrl-C inside removes the folders this call
+    created again when nothing was downloaded into them."""
+    folder = root / "downloads" / dataset
+    made = [d for d in (root, folder.parent, folder) if not d.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     ignore = folder.parent / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# downloaded archives: a local cache, never committed\n*\n")
     try:
-        _download_all(recipe, folder, dest, recipe_file, mirror, timeout, log)
+        yield folder
     except (FetchError, KeyboardInterrupt):
         _remove_empty(made, ignore)
         raise
-    return register(dataset, [folder], root=root, dest=dest, recipe_file=recipe_file, dvc=dvc,
-                    force=force, log=log)
 
 
 def _remove_empty(made: list[Path], ignore: Path) -> None:

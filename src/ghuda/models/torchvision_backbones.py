@@ -46,6 +46,9 @@ _SPECS: dict[str, tuple[str, str]] = {
     "resnet101": ("resnet101", "ResNet101_Weights"),
     "vit_b16": ("vit_b_16", "ViT_B_16_Weights"),
 }
+# backbone name -> torchvision weights enum, for `imagenet_weights` (ResNet-18: the retrieval
+# extension's TIRG image encoder, not a UDA backbone)
+_WEIGHTS = {**{name: spec[1] for name, spec in _SPECS.items()}, "resnet18": "ResNet18_Weights"}
 
 
 class PretrainedWeightsMissing(RuntimeError):
@@ -56,7 +59,7 @@ def weights_file(name: str) -> tuple[Path, str]:
     """(cache path, download URL) of the ImageNet weights of backbone `name`."""
     import torchvision.models as tvm
 
-    weights = getattr(tvm, _SPECS[name][1]).IMAGENET1K_V1
+    weights = getattr(tvm, _WEIGHTS[name]).IMAGENET1K_V1
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url), weights.url
 
 
@@ -64,7 +67,9 @@ def _offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "") in {"1", "true", "yes"}
 
 
-def _load_weights(name: str) -> dict[str, Tensor]:
+def imagenet_weights(name: str) -> dict[str, Tensor]:
+    """The IMAGENET1K_V1 state dict of backbone `name` from the cache (downloaded when missing
+    and allowed); `PretrainedWeightsMissing` says which file to place where."""
     path, url = weights_file(name)
     if not path.is_file():
         reason = f"{OFFLINE_ENV}=1 is set"
@@ -199,7 +204,7 @@ def build(name: str, *, pretrained: bool, **options: Any) -> nn.Module:
     net = builder(weights=None, **options)
     if pretrained:
         if weights == "imagenet1k":
-            state, path = _load_weights(name), weights_file(name)[0]
+            state, path = imagenet_weights(name), weights_file(name)[0]
         else:
             state, path = _load_augreg(file_option), augreg_file(file_option)
         try:

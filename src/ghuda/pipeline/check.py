@@ -76,7 +76,29 @@ def check_pipeline(config: dict[str, Any], source: str = "config",
     place), cross-references, registry names and every run config; returns the run count."""
     validate_schema(config, source=source, root=root)
     check_config(config, source=source, check_registry=True)
-    return check_runs(config, source=source)
+    return check_runs(config, source=source) + check_extension_runs(config, source=source)
+
+
+def check_extension_runs(config: Mapping[str, Any], source: str = "config") -> int:
+    """Validate the run config of every ``extensions`` run (`ghuda.extensions.loop.resolve`;
+    the task's builder checks its own keys when the run starts); returns their number."""
+    if not config.get("extensions"):
+        return 0
+    from ghuda import config as run_config
+    from ghuda.extensions.grid import expand_extension_runs
+    from ghuda.extensions.loop import resolve
+
+    try:
+        specs = expand_extension_runs(config)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    for spec in specs:
+        try:
+            resolve(spec.run_config)
+        except run_config.ConfigError as err:
+            raise ConfigError(f"{source}: the extension run {spec.key} has an invalid run "
+                              f"config: {err}") from None
+    return len(specs)
 
 
 def _check_file(path: str) -> str:
@@ -94,8 +116,11 @@ def _check_file(path: str) -> str:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if isinstance(raw, dict) and "grid" in raw:
-        n = check_runs(load_config(path, check_registry=True), source=path)
-        return f"{path}: pipeline config valid; its {n} run configs are valid"
+        config = load_config(path, check_registry=True)
+        n = check_runs(config, source=path)
+        k = check_extension_runs(config, source=path)
+        extra = f" and its {k} extension run configs" if k else ""
+        return f"{path}: pipeline config valid; its {n} run configs{extra} are valid"
     try:
         run_config.load(path)
     except run_config.ConfigError as err:

@@ -114,5 +114,27 @@ def fidelity_table(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> Table
     return table
 
 
+def extension_fidelity_table() -> Table:
+    """One row per switch or deviation of the extension tasks (issue 16): each task module's
+    FIDELITY list (switch, released value, ghuda's default, reason)."""
+    import importlib
+
+    from ghuda.extensions.loop import TASK_MODULES
+
+    table = Table(caption="Fidelity of the extensions (retrieval with text feedback, "
+                          "detection): released value and ghuda's default",
+                  columns=["Task", "Switch / item", "Released", "ghuda", "Why"],
+                  align="l" * 5)
+    for module in TASK_MODULES:
+        task = module.rsplit(".", 1)[-1]
+        for switch, released, ours, why in importlib.import_module(module).FIDELITY:
+            table.add([task, switch, released, ours, why])
+    table.notes += ["Retrieval: Retrieval/maincss_convharmonic.py of the release (GH and "
+                    "`--GH_new`); detection: the release's Detection/ folder holds a DSSD "
+                    "detector but no GH block, so the pair and its order are ghuda's choice."]
+    return table
+
+
 def fidelity_markdown(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> str:
-    return to_markdown(fidelity_table(paper, digits)) + "\n"
+    return (to_markdown(fidelity_table(paper, digits)) + "\n"
+            + to_markdown(extension_fidelity_table()) + "\n")

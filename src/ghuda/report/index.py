@@ -47,7 +47,9 @@ def index_markdown(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]
         lines.append(f"- [{title}]({stem}.md) ([LaTeX]({stem}.tex))")
     for name, title in (("theory.md", "Theory checks (ghuda theory)"),
                         ("verify.md", "Verification"),
-                        ("compute_budget.md", "Compute budget of the paper config")):
+                        ("compute_budget.md", "Compute budget of the paper config"),
+                        ("extensions.md", "GH / GH++ beyond classification: retrieval and "
+                         "detection (issue 16)")):
         if (tables / name).exists():
             lines.append(f"- [{title}]({name})")
     lines += ["", "## Figures", ""]
@@ -55,6 +57,10 @@ def index_markdown(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]
         lines += [f"### {name}", "", _first_doc_line(FIGURES[name]), "",
                   f"![{name}]({(rel_fig / f'{name}.png').as_posix()}) "
                   f"([PDF]({(rel_fig / f'{name}.pdf').as_posix()}))", ""]
+    for name in ("extension_conflict", "extension_weights_vs_angle"):
+        if config.get("extensions") and (figures / f"{name}.png").exists():
+            lines += [f"### {name}", "", f"![{name}]({(rel_fig / f'{name}.png').as_posix()})"
+                      f" ([PDF]({(rel_fig / f'{name}.pdf').as_posix()}))", ""]
     if (figures / "theory_violations.png").exists():
         lines += ["### theory_violations", "",
                   f"![theory_violations]({(rel_fig / 'theory_violations.png').as_posix()})",

@@ -1,0 +1,249 @@
+"""Training loop of an extension task (issue 16): one run, one folder.
+
+It connects an `ExtensionTask` to any registered harmonizer through the engine's `run_stage`:
+each iteration the task's losses form one `Stage` whose pair (`ExtensionTask.pair`) is
+harmonized and whose other losses are summed; every group is stepped by SGD
+(`GroupOptimizers`, a constant rate with step decay, `lr_factor`). Every ``eval_every``
+steps and at the end the task is evaluated on its val split (held out from training data)
+and its test split.
+
+The run folder (`ghuda.runs` file names): ``config.yaml`` first, ``history.jsonl`` (train
+records with losses and the pair's statistics every ``log_every`` steps; eval records),
+``metrics.json`` last, with the test metrics under three protocols: ``last`` (final
+evaluation), ``val`` (the evaluation with the best val primary metric; no test labels) and
+``oracle`` (the best test primary metric: selects on test labels, labelled as such). A
+non-finite loss stops the run; with ``record_divergence`` it is recorded as
+``status: diverged``. Runs are short and keep no checkpoint: an interrupted run starts over.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import subprocess
+import time
+from collections.abc import Mapping
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ghuda import runs
+from ghuda.config import ConfigError
+from ghuda.engine.amp import LossScaler
+from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups
+from ghuda.engine.runtime import make_runtime, seed_everything
+from ghuda.engine.step import NonFiniteLoss, StepParts, run_stage
+from ghuda.extensions.base import BUILDERS, ExtensionTask, TaskData
+from ghuda.harmonize import make as make_harmonizer
+from ghuda.harmonize import names as harmonizer_names
+from ghuda.methods.base import Pair, Stage
+
+TASK_MODULES = ("ghuda.extensions.retrieval", "ghuda.extensions.detection")
+PROTOCOLS = ("last", "val", "oracle")
+TOP_KEYS = ("extension", "seed", "data", "model", "task", "harmonizer", "train")
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 300, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "nesterov": False,
+    "weight_decay": 0.0, "lr_decay": 0.1, "lr_decay_every": None, "lr_milestones": [],
+    "eval_every": 100,
+    "log_every": 10, "device": "cpu", "threads": 1, "deterministic": False,
+}
+
+
+def load_tasks() -> dict[str, Any]:
+    """Import the task modules (registration) and return the builders by name."""
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    return BUILDERS
+
+
+def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a run config's structure and fill the loop's defaults; ConfigError names the
+    offending key and the allowed values (the task's builder checks data/model/task)."""
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"extension run config: unknown keys {unknown}; allowed: "
+                          f"{list(TOP_KEYS)}")
+    builders = load_tasks()
+    cfg = {k: deepcopy(raw.get(k, {})) for k in ("data", "model", "task")}
+    cfg["extension"] = raw.get("extension")
+    if cfg["extension"] not in builders:
+        raise ConfigError(f"extension: {cfg['extension']!r} is not a task; choose from "
+                          f"{sorted(builders)}")
+    cfg["seed"] = raw.get("seed", 0)
+    if not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
+        raise ConfigError(f"seed: {cfg['seed']!r} must be a non-negative integer")
+    harm = dict(raw.get("harmonizer") or {"name": "sum"})
+    if harm.get("name") not in harmonizer_names():
+        raise ConfigError(f"harmonizer.name: {harm.get('name')!r}; choose from "
+                          f"{harmonizer_names()}")
+    extra = sorted(set(harm) - {"name", "options", "order"})
+    if extra:
+        raise ConfigError(f"harmonizer: unknown keys {extra}; allowed: name, options, order")
+    if harm.get("order", "released") not in ("released", "swapped"):
+        raise ConfigError(f"harmonizer.order: {harm['order']!r}; allowed: released, swapped")
+    cfg["harmonizer"] = {"name": harm["name"], "options": dict(harm.get("options") or {}),
+                         "order": harm.get("order", "released")}
+    train = dict(raw.get("train") or {})
+    bad = sorted(set(train) - set(TRAIN_DEFAULTS))
+    if bad:
+        raise ConfigError(f"train: unknown keys {bad}; allowed: {sorted(TRAIN_DEFAULTS)}")
+    cfg["train"] = {**TRAIN_DEFAULTS, **train}
+    t = cfg["train"]
+    for key in ("steps", "batch_size", "eval_every", "log_every"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise ConfigError(f"train.{key}: {t[key]!r} must be a positive integer")
+    if t["lr_decay_every"] is not None and (not isinstance(t["lr_decay_every"], int)
+                                            or t["lr_decay_every"] < 1):
+        raise ConfigError(f"train.lr_decay_every: {t['lr_decay_every']!r} must be a positive "
+                          "integer or null (no decay)")
+    if not isinstance(t["lr_milestones"], list) or not all(
+            isinstance(m, int) and m > 0 for m in t["lr_milestones"]):
+        raise ConfigError(f"train.lr_milestones: {t['lr_milestones']!r} must be a list of "
+                          "positive step numbers")
+    if t["lr_milestones"] and t["lr_decay_every"] is not None:
+        raise ConfigError("train: set lr_decay_every or lr_milestones, not both")
+    return cfg
+
+
+def lr_factor(train: Mapping[str, Any], step: int) -> float:
+    """Step decay: ``lr_decay ** k`` with k = ``step // lr_decay_every`` (every n steps, the
+    released retrieval script) or the number of ``lr_milestones`` reached (SSD's schedule);
+    1 without either."""
+    every = train["lr_decay_every"]
+    k = (step // every if every is not None
+         else sum(step >= m for m in train.get("lr_milestones") or []))
+    return float(train["lr_decay"]) ** k
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def select(evals: list[dict[str, Any]], primary: str) -> dict[str, dict[str, Any]]:
+    """Test metrics under each protocol from the eval records (ties: the earliest)."""
+    if not evals:
+        return {}
+    best_val = max(evals, key=lambda e: (e["val"][primary], -e["step"]))
+    oracle = max(evals, key=lambda e: (e["test"][primary], -e["step"]))
+    return {name: {"step": e["step"], **e["test"]} for name, e in
+            (("last", evals[-1]), ("val", best_val), ("oracle", oracle))}
+
+
+class ExtensionRun:
+    """One training run of an extension task into the folder `out`."""
+
+    def __init__(self, raw: Mapping[str, Any], out: str | Path, *,
+                 record_divergence: bool = False) -> None:
+        self.cfg = resolve(raw)
+        self.folder = runs.RunFolder(out)
+        self.record_divergence = record_divergence
+
+    def _build(self) -> tuple[ExtensionTask, TaskData]:
+        builder = BUILDERS[self.cfg["extension"]]
+        task, data = builder(self.cfg)
+        groups = task.param_groups()
+        check_groups(groups)
+        check_coverage(task, groups)
+        return task, data
+
+    def run(self) -> dict[str, Any]:
+        """Train, evaluate, write the folder; returns metrics.json's content."""
+        cfg, train = self.cfg, self.cfg["train"]
+        self.folder.check_is_folder()
+        self.folder.out.mkdir(parents=True, exist_ok=True)
+        for path in self.folder.all():
+            path.unlink(missing_ok=True)
+        runs.write_text(self.folder.config, yaml.safe_dump(cfg, sort_keys=True))
+        runtime = make_runtime({"threads": train["threads"], "device": train["device"],
+                                "deterministic": train["deterministic"], "amp": False,
+                                "amp_dtype": "auto"})
+        seed_everything(cfg["seed"])
+        task, data = self._build()
+        task.to(runtime.device)
+        groups = task.param_groups()
+        optim = GroupOptimizers(groups, task.lr_multipliers(), {
+            "lr": train["lr"], "lr_schedule": "constant", "momentum": train["momentum"],
+            "nesterov": train["nesterov"], "weight_decay": train["weight_decay"]})
+        harm = cfg["harmonizer"]
+        parts = StepParts(method=task, optim=optim,
+                          harmonizer=make_harmonizer(harm["name"], **harm["options"]),
+                          scaler=LossScaler(False), autocast=runtime.autocast,
+                          order=harm["order"], method_name=task.name,
+                          harmonizer_name=harm["name"])
+        first, second, measure = task.pair()
+        pair = Pair(first, second, tuple(measure))
+        generator = torch.Generator(device=runtime.device).manual_seed(cfg["seed"])
+        batches = data.batches(cfg["seed"])
+        history = runs.History(self.folder.history)
+        evals: list[dict[str, Any]] = []
+        status, diverged_at, error = "completed", None, None
+        t0 = time.perf_counter()
+        eval_s = 0.0
+        try:
+            for step in range(train["steps"]):
+                optim.set_step(step)
+                factor = lr_factor(train, step)
+                for opt in optim.optimizers.values():
+                    for pg in opt.param_groups:
+                        pg["lr"] *= factor
+                task.train()
+                losses = task.losses(_to(next(batches), runtime.device), generator)
+                stage = Stage("main", losses, step=tuple(groups), pairs=(pair,))
+                log = step % train["log_every"] == 0 or step == train["steps"] - 1
+                record = run_stage(parts, stage, step, log)
+                if record is not None:
+                    history.append({"kind": "train", "step": step + 1, **record})
+                if (step + 1) % train["eval_every"] == 0 or step + 1 == train["steps"]:
+                    e0 = time.perf_counter()
+                    evals.append(self._evaluate(task, data, step + 1))
+                    eval_s += time.perf_counter() - e0
+                    history.append({"kind": "eval", **evals[-1]})
+        except NonFiniteLoss as err:
+            if not self.record_divergence:
+                history.close()
+                raise
+            status, diverged_at, error = "diverged", err.iteration, str(err)
+        history.close()
+        wall = time.perf_counter() - t0
+        metrics = {
+            "schema_version": runs.SCHEMA_VERSION, "status": status,
+            "diverged_at": diverged_at, "error": error,
+            "extension": cfg["extension"], "primary": task.primary,
+            "metrics": list(task.metrics),
+            "protocols": select(evals, task.primary) if status == "completed" else {},
+            "run": {"seed": cfg["seed"], "harmonizer": harm["name"],
+                    "harmonizer_options": harm["options"], "order": harm["order"],
+                    "steps": train["steps"], "data": data.describe},
+            "timing": {"wall_s": wall, "train_s": wall - eval_s, "eval_s": eval_s},
+            "provenance": {"git_commit": _git_commit(), "torch": torch.__version__,
+                           "python": platform.python_version(),
+                           "device": runtime.describe(), "threads": runtime.threads},
+        }
+        runs.write_json(self.folder.metrics, metrics)
+        return metrics
+
+    @staticmethod
+    def _evaluate(task: ExtensionTask, data: TaskData, step: int) -> dict[str, Any]:
+        task.eval()
+        with torch.no_grad():
+            return {"step": step, "val": task.evaluate(data.val),
+                    "test": task.evaluate(data.test)}
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    """Move the tensors of a (nested) batch to `device`; other values unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
