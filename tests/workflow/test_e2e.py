@@ -1,7 +1,8 @@
 """configs/ci.yaml through the whole pipeline in a copy of the checkout (a few minutes).
 
 Every rule runs for real: data (digits-mini built through `ghuda data get`), 4 training runs,
-aggregate, tables, figures, theory, verify, report; then a second invocation has nothing to
+4 extension runs (retrieval and detection, none and GH, 3 steps), aggregate, tables, figures,
+theory, verify, extension report, report; then a second invocation has nothing to
 do, and `snakemake --report` builds the HTML report.
 """
 
@@ -31,6 +32,12 @@ def test_ci_config_end_to_end(tmp_path):
     for row in ("| DANN |", "| CDAN+E |", "| +GH |"):
         assert row in main
     assert "nothing to verify" in (tables / "verify.md").read_text()
+    extensions = (tables / "extensions.md").read_text()
+    for caption in ("Image retrieval with text feedback on css_mini", "Object detection on "
+                    "det_mini", "recall@1", "mAP@0.5"):
+        assert caption in extensions
+    for name in ("extension_conflict", "extension_weights_vs_angle"):
+        assert (figures / f"{name}.png").stat().st_size > 0
 
     again = snakemake("-n", "--configfile", "configs/ci.yaml", cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
