@@ -99,3 +99,32 @@ def test_non_finite_gradient_without_statistics_reaches_grad():
     bad = (p * torch.tensor([1.0, float("inf"), 0.0])).sum()
     assert H.make("gh").backward(p.sum(), bad, [p], with_stats=False) == {}
     assert not bool(torch.isfinite(p.grad).all())
+
+
+@pytest.mark.parametrize("name", HARMONIZERS)
+@pytest.mark.parametrize("bucket_bytes", [64, 300, 2**20])
+def test_cpu_buckets_give_the_same_step(monkeypatch, name, bucket_bytes):
+    """Rows split into buckets (one per tensor at 64 bytes, mixed at 300) reduce and write
+    the same update as one row; statistics-only and outside tensors keep their place."""
+    net = ConvNet()
+    params, measure = list(net.parameters()), list(net.conv.parameters()) + list(
+        net.conv2.parameters())
+    want = _grads(net, name)
+    want_stats = H.make(name).backward(*net.losses(), params, measure)
+    monkeypatch.setattr(H.flat, "CPU_BUCKET_BYTES", bucket_bytes)
+    got = _grads(net, name)
+    got_stats = H.make(name).backward(*net.losses(), params, measure)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, rtol=1e-6, atol=1e-7)
+    for key in ("cos", "w1", "w2"):
+        assert got_stats[key] == pytest.approx(want_stats[key], rel=1e-6)
+
+
+def test_buckets_split_at_tensor_boundaries():
+    order, sizes = [0, 1, 2, 3], [5, 2, 9, 1]
+    assert H.flat._buckets(order, sizes, None) == [order]
+    assert H.flat._buckets(order, sizes, 7) == [[0, 1], [2], [3]]
+    assert H.flat._buckets(order, sizes, 100) == [order]
+    assert H.flat.bucket_elements(torch.device("cpu"), torch.float32) == (
+        H.flat.CPU_BUCKET_BYTES // 4)
+    assert H.flat.bucket_elements(torch.device("cuda"), torch.float32) is None

@@ -2,7 +2,8 @@
 with the number of parameter tensors, and without reading a value back to the host.
 
 `flatten` packs g1 and g2 of every tensor of one dtype and device into two rows (one
-``torch._chunk_cat`` each; on CUDA one kernel) and scales each row by an exact power of two so
+``torch._chunk_cat`` each; on CUDA one kernel; on the CPU one pair of rows per bucket of at
+most 16 MiB, `bucket_elements`) and scales each row by an exact power of two so
 that its largest magnitude lies in [0.5, 2): products of weights up to ~1e40 with gradients of
 norm 1e20 then stay in float32's range, the role float64 played in the per-tensor code, and
 the scaling itself rounds nothing. `gram` reduces the measure scope with three batched
@@ -33,6 +34,8 @@ from ghuda.harmonize.numerics import PairStats, saturate, work_dtype
 
 # Elements per chunk of the Gram reduction (summed in the rows' dtype, chunks in float64).
 CHUNK = 4096
+# Bytes per row on the CPU (`bucket_elements`).
+CPU_BUCKET_BYTES = 16 * 2**20
 
 
 def _dense_order(t: Tensor) -> list[int] | None:
@@ -142,33 +145,69 @@ def combine(a: Tensor, b: Tensor, x1: Tensor, x2: Tensor, out: Tensor | None = N
 
 def flatten(tensors: Sequence[Tensor], g1: Grads, g2: Grads, is_param: Sequence[bool],
             is_measured: Sequence[bool]) -> list[FlatGroup]:
-    """Group `tensors` (reached by at least one loss) by dtype and device and flatten both
-    gradients; drops the references in `g1` and `g2` as each row is built."""
+    """Group `tensors` (reached by at least one loss) by dtype and device, split each group
+    into buckets (`bucket_elements`) and flatten both gradients of each bucket; drops the
+    references in `g1` and `g2` as each row is built."""
     keys: dict[tuple[torch.dtype, torch.device], list[int]] = {}
     for i, t in enumerate(tensors):
         if g1[i] is not None or g2[i] is not None:
             keys.setdefault((t.dtype, t.device), []).append(i)
     groups = []
-    for (dtype, _), members in keys.items():
-        rank = {0: [], 1: [], 2: []}  # outside params, measured params, measure-only
-        for i in members:
-            rank[0 if not is_measured[i] else 1 if is_param[i] else 2].append(i)
-        order = rank[0] + rank[1] + rank[2]
-        sizes = [tensors[i].numel() for i in order]
-        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
-        n_outside = sum(sizes[:len(rank[0])])
-        n_params = n_outside + sum(sizes[len(rank[0]):len(rank[0]) + len(rank[1])])
-        n_data = sum(sizes)
-        pad = -(n_data - n_outside) % CHUNK
-        rows = [_row(tensors, grads, order, work_dtype(dtype), pad) for grads in (g1, g2)]
-        scales = torch.stack([_pow2_scale(r) for r in rows])
-        for r, s in zip(rows, scales, strict=True):
-            r.div_(s)
-        n_written = len(rank[0]) + len(rank[1])
-        groups.append(FlatGroup(dtype=dtype, params=[tensors[i] for i in order[:n_written]],
-                                offsets=offsets[:n_written], rows=rows, scales=scales,
-                                n_outside=n_outside, n_params=n_params, n_data=n_data))
+    for (dtype, device), members in keys.items():
+        rank = {i: 0 if not is_measured[i] else 1 if is_param[i] else 2 for i in members}
+        order = sorted(members, key=rank.__getitem__)  # outside, measured, measure-only
+        limit = bucket_elements(device, work_dtype(dtype))
+        for bucket in _buckets(order, [tensors[i].numel() for i in order], limit):
+            groups.append(_flat_group(tensors, g1, g2, bucket, [rank[i] for i in bucket],
+                                      dtype))
     return groups
+
+
+def bucket_elements(device: torch.device, work: torch.dtype) -> int | None:
+    """Most elements per row on `device` (None: one row per dtype and device).
+
+    On the CPU a row stays below glibc's largest mmap threshold (32 MiB on 64-bit): a larger
+    block is mapped fresh and page-faulted on every step (about 14 ms for a ResNet-18 row),
+    a smaller one is recycled by malloc after the first step. CUDA's caching allocator
+    recycles any size, and one row is the fewest kernels."""
+    if device.type != "cpu":
+        return None
+    return CPU_BUCKET_BYTES // torch.empty((), dtype=work).element_size()
+
+
+def _buckets(order: list[int], sizes: list[int], limit: int | None) -> list[list[int]]:
+    """Consecutive runs of `order` of at most `limit` elements each (a larger tensor alone)."""
+    if limit is None:
+        return [order]
+    out: list[list[int]] = []
+    total = 0
+    for i, n in zip(order, sizes, strict=True):
+        if not out or total + n > limit:
+            out.append([])
+            total = 0
+        out[-1].append(i)
+        total += n
+    return out
+
+
+def _flat_group(tensors: Sequence[Tensor], g1: Grads, g2: Grads, order: list[int],
+                ranks: list[int], dtype: torch.dtype) -> FlatGroup:
+    """The two scaled rows of the tensors `order` (ranks: 0 outside the measure scope,
+    1 measured parameter, 2 measure-only, non-decreasing)."""
+    sizes = [tensors[i].numel() for i in order]
+    offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+    n_written = sum(r < 2 for r in ranks)
+    n_outside = sum(sizes[:sum(r == 0 for r in ranks)])
+    n_params = sum(sizes[:n_written])
+    n_data = sum(sizes)
+    pad = -(n_data - n_outside) % CHUNK
+    rows = [_row(tensors, grads, order, work_dtype(dtype), pad) for grads in (g1, g2)]
+    scales = torch.stack([_pow2_scale(r) for r in rows])
+    for r, s in zip(rows, scales, strict=True):
+        r.div_(s)
+    return FlatGroup(dtype=dtype, params=[tensors[i] for i in order[:n_written]],
+                     offsets=offsets[:n_written], rows=rows, scales=scales,
+                     n_outside=n_outside, n_params=n_params, n_data=n_data)
 
 
 def _row(tensors: Sequence[Tensor], grads: Grads, order: Sequence[int],
