@@ -194,13 +194,19 @@ def test_validate_schema_fills_defaults():
         methods={"dann": {"run": {"method": {"params": {"trade_of": 1.0}}}}}),
      "the run digits_mini synth->optdigits dann/sum seed 0 (grid block 'main') has an invalid "
      "run config: method.params.trade_of: unknown option"),
+    ("an extension entry", lambda c: c["extensions"][0].update(variants=["gh", "nope"]),
+     "extensions entry retrieval/css_mini: unknown variant 'nope'"),
+    ("an extension run", lambda c: c["extensions"][1].update(run={"train": {"stpes": 3}}),
+     "the extension run detection/det_mini/sum/seed0 has an invalid run config: train: "
+     "unknown keys ['stpes']"),
 ])
 def test_config_check_validates_every_run_config(tmp_path, capsys, where, edit, message):
     from ghuda.pipeline.check import main
 
     config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
     assert main(["check", str(_write(tmp_path, config))]) == 0
-    assert "its 4 run configs are valid" in capsys.readouterr().out
+    assert ("its 4 run configs and its 4 extension run configs are valid"
+            in capsys.readouterr().out)
     edit(config)
     path = _write(tmp_path, config)
     assert main(["check", str(path)]) == 2, where
