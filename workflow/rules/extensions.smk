@@ -13,7 +13,7 @@ if EXT_FETCH:
         wildcard_constraints:
             manifest="|".join(re.escape(f["manifest"]) for f in EXT_FETCH.values()),
         log:
-            f"{RES}/logs/extension_data.log",
+            f"{RES}/logs/extension_data/{{manifest}}.log",
         params:
             command=lambda w: next(
                 f["command"] for f in EXT_FETCH.values() if f["manifest"] == w.manifest
