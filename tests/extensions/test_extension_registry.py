@@ -1,0 +1,43 @@
+"""Every registered extension task trains through the loop with the main harmonizers (the
+registry is iterated: a new task is checked without editing this file)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from ghuda.extensions import loop
+from ghuda.extensions.grid import merge
+
+TASKS = sorted(loop.load_tasks())
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_task_module_is_registered():
+    assert {m.rsplit(".", 1)[-1] for m in loop.TASK_MODULES} <= set(TASKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("harmonizer", ["sum", "gh", "ghpp"])
+def test_task_trains_two_steps_with_each_harmonizer(tmp_path, task, harmonizer):
+    module = importlib.import_module(f"ghuda.extensions.{task}")
+    cfg = merge(module.EMBEDDED_DEFAULTS, {
+        "extension": task, "seed": 0, "harmonizer": {"name": harmonizer},
+        "train": {"steps": 2, "eval_every": 2, "log_every": 1, "batch_size": 8}})
+    metrics = loop.ExtensionRun(cfg, tmp_path / "run").run()
+    assert metrics["status"] == "completed"
+    last = metrics["protocols"]["last"]
+    assert set(last) == {"step", *metrics["metrics"]}
+    assert last["step"] == 2
+    assert metrics["primary"] in metrics["metrics"]
+    assert all(0.0 <= last[m] <= 100.0 for m in metrics["metrics"])
