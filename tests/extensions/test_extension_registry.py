@@ -6,20 +6,11 @@ from __future__ import annotations
 import importlib
 
 import pytest
-import torch
 
 from ghuda.extensions import loop
-from ghuda.extensions.grid import merge
+from ghuda.pipeline.grid import deep_merge
 
 TASKS = sorted(loop.load_tasks())
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_task_module_is_registered():
@@ -31,7 +22,7 @@ def test_every_task_module_is_registered():
 @pytest.mark.parametrize("harmonizer", ["sum", "gh", "ghpp"])
 def test_task_trains_two_steps_with_each_harmonizer(tmp_path, task, harmonizer):
     module = importlib.import_module(f"ghuda.extensions.{task}")
-    cfg = merge(module.EMBEDDED_DEFAULTS, {
+    cfg = deep_merge(module.EMBEDDED_DEFAULTS, {
         "extension": task, "seed": 0, "harmonizer": {"name": harmonizer},
         "train": {"steps": 2, "eval_every": 2, "log_every": 1, "batch_size": 8}})
     metrics = loop.ExtensionRun(cfg, tmp_path / "run").run()

@@ -13,6 +13,8 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
+from ghuda.pipeline.grid import deep_merge
+
 DEFAULT_SETS = ("EMBEDDED_DEFAULTS", "PAPER_DEFAULTS")
 
 
@@ -33,15 +35,6 @@ class ExtensionRunSpec:
         return f"{self.extension}/{self.data}/{self.variant}/seed{self.seed}"
 
 
-def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge of mappings (`over` wins; non-mapping values replace)."""
-    out = deepcopy(dict(base))
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(
-            out.get(k), Mapping) else deepcopy(v)
-    return out
-
-
 def task_defaults(extension: str, data: str) -> dict[str, Any]:
     """The task module's default run config for dataset `data`; ValueError lists the known."""
     module = importlib.import_module(f"ghuda.extensions.{extension}")
@@ -59,7 +52,7 @@ def expand_extension_runs(config: Mapping[str, Any]) -> list[ExtensionRunSpec]:
     """Every extension run of `config`, in entry, variant, seed order."""
     out = []
     for entry in config.get("extensions") or []:
-        base = merge(task_defaults(entry["extension"], entry["data"]), entry.get("run") or {})
+        base = deep_merge(task_defaults(entry["extension"], entry["data"]), entry.get("run") or {})
         for variant in entry["variants"]:
             if variant not in config["variants"]:
                 raise ValueError(f"extensions entry {entry['extension']}/{entry['data']}: "
@@ -69,7 +62,7 @@ def expand_extension_runs(config: Mapping[str, Any]) -> list[ExtensionRunSpec]:
             harmonizer = {"name": spec["harmonizer"], "options": dict(spec.get("options") or {}),
                           "order": spec.get("order", "released")}
             for seed in entry["seeds"]:
-                run = merge(base, {"extension": entry["extension"], "seed": seed,
+                run = deep_merge(base, {"extension": entry["extension"], "seed": seed,
                                    "harmonizer": harmonizer})
                 out.append(ExtensionRunSpec(
                     entry["extension"], entry["data"], variant, seed, run,

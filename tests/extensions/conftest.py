@@ -1,13 +1,16 @@
-"""One intra-op thread in the detection tests (small convolutions; a shared 2-core machine)."""
+"""One torch intra-op thread in every extension test (small models; the machine's cores are
+shared), restored afterwards."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread() -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
