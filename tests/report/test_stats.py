@@ -81,3 +81,55 @@ def test_no_interval_or_test_from_fewer_than_three_pairs():
     cells = delta_cells(paired([1.0, 3.0, 2.0], [0.0, 0.0, 0.0], 0.95))
     assert cells[0].startswith("+2.0 [")
     assert "—" not in cells[0]
+
+
+def test_one_stratum_is_the_paired_t_test():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=9), rng.normal(size=9)
+    assert paired(a, b, strata=["t"] * 9) == paired(a, b)
+
+
+def test_stratified_interval_matches_hand_computation():
+    """Two tasks, unequal pairs: mean of task means, se from within-task spreads,
+    Welch-Satterthwaite degrees of freedom (stats module docstring)."""
+    d1, d2 = np.array([1.0, 2.0, 4.0]), np.array([-3.0, -1.0, -2.0, -6.0, 0.0])
+    d = np.concatenate([d1, d2])
+    res = paired(d, np.zeros_like(d), strata=["x"] * 3 + ["y"] * 5)
+    v1, v2 = d1.var(ddof=1) / 3, d2.var(ddof=1) / 5
+    se = math.sqrt(v1 + v2) / 2
+    dof = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 4)
+    mean = (d1.mean() + d2.mean()) / 2
+    half = sps.t.ppf(0.975, dof) * se
+    assert res.n == 8
+    assert res.mean == pytest.approx(mean)
+    assert (res.ci_low, res.ci_high) == pytest.approx((mean - half, mean + half))
+    assert res.p_t == pytest.approx(2 * sps.t.sf(abs(mean) / se, dof))
+
+
+def test_a_stratum_of_one_pair_gives_no_interval():
+    res = paired([1.0, 2.0, 3.0, 9.0], [0.0] * 4, strata=["x", "x", "x", "y"])
+    assert res.mean == pytest.approx((2.0 + 9.0) / 2)
+    assert math.isnan(res.ci_low)
+    assert math.isnan(res.p_t)
+
+
+def test_strata_labels_must_match_pairs():
+    with pytest.raises(ValueError, match="strata"):
+        paired([1.0, 2.0], [0.0, 0.0], strata=["x"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-20, 20, allow_nan=False), min_size=2, max_size=3),
+       st.integers(3, 8))
+def test_task_offsets_move_the_estimate_not_its_width(offsets, per_task):
+    """Fixed differences between the tasks' effects are not noise: shifting one task's
+    differences moves the estimate by shift / tasks and leaves the interval's width."""
+    rng = np.random.default_rng(per_task)
+    noise = rng.normal(size=(len(offsets), per_task))
+    labels = np.repeat(np.arange(len(offsets)), per_task)
+    plain = paired(noise.ravel(), np.zeros(noise.size), strata=labels)
+    shifted = paired((noise + np.asarray(offsets)[:, None]).ravel(), np.zeros(noise.size),
+                     strata=labels)
+    assert shifted.mean == pytest.approx(plain.mean + np.mean(offsets), abs=1e-9)
+    assert shifted.ci_high - shifted.ci_low == pytest.approx(plain.ci_high - plain.ci_low,
+                                                             rel=1e-9)

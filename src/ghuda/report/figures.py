@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ghuda.report.tables import (
+    balanced_seeds,
     cost_frame,
     method_label,
     method_order,
@@ -225,7 +226,8 @@ def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
             if vdata.empty:
                 continue
             # mean over tasks per (seed, step), then mean and std over seeds
-            per_seed = vdata.groupby(["seed", "step"])["target_acc"].mean().reset_index()
+            per_seed = (balanced_seeds(vdata).groupby(["seed", "step"])["target_acc"].mean()
+                        .reset_index())
             curve = per_seed.groupby("step")["target_acc"].agg(["mean", "std"]).reset_index()
             (line,) = ax.plot(curve["step"], curve["mean"],
                               label=_variant_label(config, variant))

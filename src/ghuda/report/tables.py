@@ -8,7 +8,7 @@ each as Markdown and LaTeX under the tables directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ghuda.report.aggregate import COLLAPSE_MARGIN_PP
 from ghuda.report.outputs import dataset_table_stems
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
 from ghuda.report.reported import AVG, NOT_RECORDED, ReportedNumbers
-from ghuda.report.stats import Paired, mean_std, paired
+from ghuda.report.stats import Paired, mean_std, paired, stratified_mean
 from ghuda.runs import write_text
 
 PROTOCOL_TEXT = {
@@ -28,10 +28,19 @@ PROTOCOL_TEXT = {
     "source_val": "source_val: best held-out source-validation accuracy",
     "oracle": "oracle: best target accuracy, selects on TARGET LABELS",
 }
-PAIRING_NOTE = ("Δ: mean paired difference to the baseline over seeds × tasks (pairs share "
-                "seed and task) with its {conf:.0%} t interval; p: paired t-test "
-                "(scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon); "
-                "n: pairs (no interval or test from fewer than 3).")
+PAIRING_NOTE = ("Δ: paired difference to the baseline (pairs share seed and task): the mean "
+                "over tasks of each task's mean difference, with its {conf:.0%} t interval "
+                "from the within-task spreads (tasks are strata: se² = Σ s²/n over tasks / "
+                "tasks², Welch-Satterthwaite degrees of freedom; on one task the paired "
+                "t-test, scipy.stats.ttest_rel); p: that t-test and the Wilcoxon signed-rank "
+                "test over all pairs (scipy.stats.wilcoxon); n: pairs (no interval or test "
+                "from fewer than 3 pairs, or with a task of 1 pair).")
+
+ONE_TASK_PAIRING_NOTE = ("Δ: mean paired difference to the baseline over seeds (pairs share "
+                         "seed and task) with its {conf:.0%} t interval; p: paired t-test "
+                         "(scipy.stats.ttest_rel) and Wilcoxon signed-rank test "
+                         "(scipy.stats.wilcoxon); n: pairs (no interval or test from fewer "
+                         "than 3).")
 
 
 def method_label(method: str) -> str:
@@ -91,17 +100,37 @@ def _values(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame.set_index(["task", "seed"])[column].sort_index()
 
 
+def balanced_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the seeds that ran every task of `frame` (a row with extra seeds on some
+    tasks keeps its balanced part, so that a mean over tasks per seed means one thing)."""
+    per_seed = frame.groupby("seed")["task"].nunique()
+    return frame[frame["seed"].isin(per_seed.index[per_seed == frame["task"].nunique()])]
+
+
 def seed_means(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Mean over tasks per seed; NaN (a diverged run) when any task of the seed diverged."""
-    return frame.groupby("seed")[column].agg(lambda s: float(s.to_numpy(dtype=float).mean()))
+    """Mean over tasks per seed of `balanced_seeds`; NaN (a diverged run) when any task of
+    the seed diverged."""
+    return balanced_seeds(frame).groupby("seed")[column].agg(
+        lambda s: float(s.to_numpy(dtype=float).mean()))
 
 
 def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
                        confidence: float) -> Paired:
     """`stats.paired` over the (task, seed) pairs both frames have with an accuracy (a
-    diverged run leaves its pair out; `complete_pairs`)."""
+    diverged run leaves its pair out; `complete_pairs`), tasks as strata."""
     a, b = complete_pairs(frame, base, column)
-    return paired(a.to_numpy(dtype=float), b.to_numpy(dtype=float), confidence)
+    return paired(a.to_numpy(dtype=float), b.to_numpy(dtype=float), confidence,
+                  strata=task_strata(a))
+
+
+def task_strata(values: pd.Series) -> list[str]:
+    """The task of each (task, seed) entry: the strata of `stats.paired`."""
+    return list(values.index.get_level_values("task"))
+
+
+def task_avg(values: pd.Series) -> float:
+    """Avg of (task, seed) values: the mean over tasks of each task's mean."""
+    return stratified_mean(values.to_numpy(dtype=float), task_strata(values))
 
 
 MIN_PAIRS = 3  # no interval or test from fewer pairs
@@ -110,7 +139,7 @@ MIN_PAIRS = 3  # no interval or test from fewer pairs
 def delta_cells(p: Paired) -> list[str]:
     """Cells 'Δ [CI]', 'p (t)', 'p (Wilcoxon)', 'n' of a paired comparison; below
     `MIN_PAIRS` pairs only the mean difference (no interval, no test)."""
-    if p.n < MIN_PAIRS:
+    if p.n < MIN_PAIRS or np.isnan(p.ci_low):
         return [f"{fmt(p.mean, signed=True)} [—, —]", DASH, DASH, str(p.n)]
     return [f"{fmt(p.mean, signed=True)} [{fmt(p.ci_low, signed=True)}, "
             f"{fmt(p.ci_high, signed=True)}]", fmt_p(p.p_t), fmt_p(p.p_wilcoxon), str(p.n)]
@@ -177,10 +206,10 @@ def count_cell(k: int, n: int) -> str:
     return f"{k}/{n}" if n else DASH
 
 
-AVG_NOTE = ("Avg: mean over the n (task, seed) runs of the row that completed (diverged runs "
-            "have no accuracy); for a row below a baseline, over the n pairs where both it "
-            "and the baseline completed, the same pairs as its Δ, so that Δ = its Avg minus "
-            "the baseline's mean over those pairs. n: those runs or pairs.")
+AVG_NOTE = ("Avg: mean over tasks of each task's mean over the row's runs that completed "
+            "(diverged runs have no accuracy); for a row below a baseline, over the n pairs "
+            "where both it and the baseline completed, the same pairs as its Δ, so that Δ = "
+            "its Avg minus the baseline's Avg over those pairs. n: those runs or pairs.")
 COUNT_NOTE = ("div.: runs that diverged (non-finite loss; failure.json names the iteration), "
               "left out of every mean and of Δ; coll.: runs that completed at chance level or "
               "below (final accuracy within {margin:g} points of 100 / classes), kept in the "
@@ -226,7 +255,7 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
                 rep = _rep(reported, dataset, method, variant, task)
                 cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
             values, base_values = complete_pairs(vdata, None if is_base else base, col)
-            avg = "diverged" if values.empty else fmt(float(values.mean()))
+            avg = "diverged" if values.empty else fmt(task_avg(values))
             rep = _rep(reported, dataset, method, variant, AVG)
             avg = avg if rep is None else f"{avg} (rep. {rep})"
             if len(set(vdata["task"])) < len(tasks):
@@ -237,13 +266,15 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
                 cells += [DASH, DASH, DASH, str(len(values))]
             else:
                 cells += delta_cells(paired(values.to_numpy(dtype=float),
-                                            base_values.to_numpy(dtype=float), confidence))
+                                            base_values.to_numpy(dtype=float), confidence,
+                                            strata=task_strata(values)))
             total = len(vdata)
             cells += [count_cell(int(vdata[col].isna().sum()), total),
                       count_cell(collapsed_count(vdata), total)]
             table.add(cells)
         table.end_group()
-    table.notes.append(f"Protocol {PROTOCOL_TEXT[protocol]}; seeds {list(map(int, seeds))}.")
+    table.notes.append(f"Protocol {PROTOCOL_TEXT[protocol]}; seeds {seed_ranges(seeds)} "
+                       "(a row's runs: n).")
     table.notes.append(AVG_NOTE)
     table.notes.append(PAIRING_NOTE.format(conf=confidence))
     table.notes.append(COUNT_NOTE.format(margin=COLLAPSE_MARGIN_PP))
@@ -258,6 +289,17 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
                                f"source); '{NOT_RECORDED}' where none is recorded. Published "
                                "numbers select on target labels (protocol oracle).")
     return table
+
+
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """Seeds as ranges: [0, 1, 2, 5] -> '0–2, 5'."""
+    out: list[str] = []
+    for seed in sorted(map(int, seeds)):
+        if out and out[-1][1] == seed - 1:
+            out[-1][1] = seed
+        else:
+            out.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in out)
 
 
 def protocol_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
@@ -288,7 +330,9 @@ def protocol_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
     table.notes += [PROTOCOL_TEXT["last"] + "; " + PROTOCOL_TEXT["source_val"] + "; " +
                     PROTOCOL_TEXT["oracle"] + ".",
                     "The released code reports oracle numbers (REFERENCE 1.6); only last and "
-                    "source_val use no target labels."]
+                    "source_val use no target labels.",
+                    "Per seed: the mean over the row's tasks, over the seeds that ran all of "
+                    "them (rows with extra seeds on some tasks: their first seeds)."]
     return table
 
 
@@ -421,7 +465,7 @@ def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
         else:
             cells += delta_cells(paired_to_baseline(vdata, base, col, confidence))
         table.add(cells)
-    table.notes.append(PAIRING_NOTE.format(conf=confidence).replace("seeds × tasks", "seeds"))
+    table.notes.append(ONE_TASK_PAIRING_NOTE.format(conf=confidence))
     _diverged_note(table, data, col)
     return table
 
