@@ -7,9 +7,11 @@ A generated tree of JPEG images (300 x 300, Office-31's size class; no download)
 through `ghuda.engine.data.BatchStream` with the released training transform (Resize 256,
 random crop 224, flip), at each worker count: images per second of the data alone, and the
 time per step of data + one forward/backward of the model (`--model none` skips it), next to
-the model's step on a batch already in memory. Epochs are short (images / batch steps), as on
-Office-31's dslr and webcam, so the cost of starting DataLoader workers every epoch (the
-engine before its persistent endless sampler) shows up here.
+the model's step on a batch already in memory; each read from the JPEG files and from the
+decoded uint8 cache (`dataset.decoded_cache`, `ghuda.data.decoded`: no decode, no resize).
+Epochs are short (images / batch steps), as on Office-31's dslr and webcam, so the cost of
+starting DataLoader workers every epoch (the engine before its persistent endless sampler)
+shows up here.
 
 Writes a table to stdout and a CSV (machine, torch version, device in every row) to
 benchmarks/results/data_loading_<device>.csv.
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ghuda.data import decoded
 from ghuda.data.datasets import ImageListDataset
 from ghuda.data.transforms import imagenet_train
 from ghuda.engine.data import BatchStream
@@ -104,22 +107,29 @@ def main() -> None:
             compute = time_steps(resident, args.steps, model, device)
             rows.append({"workers": "-", "what": "model only (batch in memory)",
                          "ms_per_step": compute * 1e3, "images_per_s": args.batch / compute})
+        start = time.perf_counter()
+        cached = decoded.decoded(dataset, root / decoded.CACHE_DIR, "bench")
+        print(f"decoded cache of {len(dataset)} images built in "
+              f"{time.perf_counter() - start:.1f} s")
         for workers in map(int, args.workers.split(",")):
-            data = time_steps(BatchStream(dataset, args.batch, 0, 0, workers), args.steps,
-                              None, device)
-            rows.append({"workers": workers, "what": "data only",
-                         "ms_per_step": data * 1e3, "images_per_s": args.batch / data})
-            if model is not None:
-                both = time_steps(BatchStream(dataset, args.batch, 0, 0, workers), args.steps,
-                                  model, device)
-                rows.append({"workers": workers, "what": f"data + {args.model} step",
-                             "ms_per_step": both * 1e3, "images_per_s": args.batch / both})
+            for source, ds in (("files", dataset), ("decoded cache", cached)):
+                data = time_steps(BatchStream(ds, args.batch, 0, 0, workers), args.steps,
+                                  None, device)
+                rows.append({"workers": workers, "what": f"data only, {source}",
+                             "ms_per_step": data * 1e3, "images_per_s": args.batch / data})
+                if model is not None:
+                    both = time_steps(BatchStream(ds, args.batch, 0, 0, workers), args.steps,
+                                      model, device)
+                    rows.append({"workers": workers,
+                                 "what": f"data + {args.model} step, {source}",
+                                 "ms_per_step": both * 1e3,
+                                 "images_per_s": args.batch / both})
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
             "device": str(device), "images": args.images, "batch": args.batch,
             "steps_per_epoch": args.images // args.batch}
-    print(f"{'workers':>7}  {'what':<32} {'ms/step':>9} {'images/s':>9}")
+    print(f"{'workers':>7}  {'what':<44} {'ms/step':>9} {'images/s':>9}")
     for row in rows:
-        print(f"{row['workers']!s:>7}  {row['what']:<32} {row['ms_per_step']:9.1f} "
+        print(f"{row['workers']!s:>7}  {row['what']:<44} {row['ms_per_step']:9.1f} "
               f"{row['images_per_s']:9.1f}")
     out = args.out or RESULTS / f"data_loading_{device.type}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,18 @@ matplotlib, else that section is reported as skipped). Five sections, one CSV ro
   robin) so that drift hits all alike; median over repeats, CUDA synchronised per step.
 * ``digits``: one short digits-mini run per baseline (harmonizer sum) and DANN with every
   harmonizer, through the engine: its median ms per step and final target accuracy.
-* ``backbone``: the step time of each paper backbone (resnet50, resnet101, vit_b16, no
-  pretrained weights; digit_cnn for Digits) on a generated tree in each paper dataset's
-  layout (tests/data/data_fixtures.py at 16x its images per class, 300 px solid-colour
-  images, registered like the real data, no download), through the engine: source-only, the
-  dataset's paper batch size and `num_workers`. This is the unit step that
-  `ghuda report budget --gpu-csv` uses.
-* ``loader``: CDAN+E with ResNet-50 on the Office-31 tree through the engine, once with its
-  input pipeline (persistent workers, pinned memory, prefetch) and once on cached batches
-  (compute only): does the input pipeline starve the device?
+* ``backbone``: the step time of each backbone that configs/paper.yaml runs on each paper
+  dataset (no pretrained weights; digit_cnn for Digits) on a generated tree in that dataset's
+  layout (tests/data/data_fixtures.py at 2x its images per class, 300 px solid-colour images,
+  registered like the real data, no download; small, so that building it and the one
+  evaluation at the end stay short), through the engine: source-only, the dataset's paper
+  batch size and `num_workers`. This is the unit step that `ghuda report budget --gpu-csv`
+  uses.
+* ``loader``: CDAN+E with ResNet-50 on the Office-31 tree (16x its images per class, so that
+  epochs are as short as real Office-31's) through the engine: with its input pipeline
+  (persistent workers, pinned memory, prefetch) reading the JPEG files, the same reading the
+  decoded uint8 cache (`dataset.decoded_cache`), and on cached batches (compute only): does
+  the input pipeline starve the device?
 * ``determinism``: DANN + GH on digits-mini twice with one seed, with ``train.deterministic``
   true and false: identical histories or not, and the step time of each mode.
 
@@ -104,6 +107,7 @@ class Sizes:
     backbone_options: str = "{}"
     tree_scale: int = 1
     tree_side: int = 12
+    backbone_tree_scale: int = 1
     loader_backbone: str = "resnet50"
     loader_steps: int = 60
     loader_more_workers: tuple[int, ...] = (12,)  # besides the paper's num_workers
@@ -120,7 +124,8 @@ def sizes(quick: bool) -> Sizes:
                      loader_more_workers=())
     return Sizes("resnet50", 224, 32, 20, 5, 100, 20,
                  ("office31", "office_home", "visda2017", "digits", "domainnet"),
-                 PAPER_BACKBONES, None, None, digits_runs, tree_scale=16, tree_side=300)
+                 PAPER_BACKBONES, None, None, digits_runs, tree_scale=16, tree_side=300,
+                 backbone_tree_scale=2)
 
 
 def _sync(device: torch.device) -> None:
@@ -292,18 +297,20 @@ def _paper() -> dict:
     return yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
 
 
-def _fixture_dataset(dataset: str, scratch: Path, s: Sizes) -> Path:
-    """Generate, archive and register a fixture tree of `dataset` (`s.tree_scale` times the
-    test fixture's images per class, `s.tree_side` pixels square); returns the data root."""
+def _fixture_dataset(dataset: str, scratch: Path, s: Sizes, scale: int | None = None) -> Path:
+    """Generate, archive and register a fixture tree of `dataset` (`scale`, default
+    `s.tree_scale`, times the test fixture's images per class, `s.tree_side` pixels square);
+    returns the data root."""
     sys.path.insert(0, str(REPO / "tests" / "data"))
     from data_fixtures import make_archives, make_recipe, make_tree
 
     from ghuda.data.fetch import register
 
-    base = scratch / f"tree_{dataset}"
+    scale = s.tree_scale if scale is None else scale
+    base = scratch / f"tree_{dataset}_x{scale}"
     if (base / "data").is_dir():  # made by an earlier section
         return base / "data"
-    counts, class_counts = make_tree(dataset, base / "tree", s.tree_scale, s.tree_side)
+    counts, class_counts = make_tree(dataset, base / "tree", scale, s.tree_side)
     archives = make_archives(dataset, base / "tree", base / "dl")
     recipe = make_recipe(dataset, archives, counts, class_counts, "http://127.0.0.1:9/none",
                          base / "recipe.json")
@@ -337,15 +344,28 @@ def _paper_run(dataset: str, root: Path, backbone: str, method: str, s: Sizes, s
     return overrides, batch, workers
 
 
+def paper_backbones(dataset: str) -> list[str]:
+    """The backbones configs/paper.yaml trains on `dataset`: the dataset's, then any that a
+    method sets."""
+    spec = _paper()["datasets"][dataset]
+    out = [spec["run"]["model"]["backbone"]]
+    for method in spec["methods"].values():
+        name = ((method or {}).get("run") or {}).get("model", {}).get("backbone")
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
 def backbone_section(s: Sizes, device: torch.device, scratch: Path,
                      threads: int | None) -> list[Row]:
-    paper = _paper()["datasets"]
     rows = []
     for dataset in s.datasets:
-        backbones = (paper[dataset]["run"]["model"]["backbone"],) if dataset == "digits" else (
-            s.big_backbones)
+        backbones = [b for b in paper_backbones(dataset)
+                     if b in s.big_backbones or dataset == "digits"]
+        if dataset != "digits" and not backbones:  # --quick: a tiny stand-in
+            backbones = list(s.big_backbones)
         try:
-            root = _fixture_dataset(dataset, scratch, s)
+            root = _fixture_dataset(dataset, scratch, s, s.backbone_tree_scale)
         except Exception as err:  # reported in the CSV; the other datasets go on
             rows.append(Row("backbone", "source_only", dataset=dataset, status="skipped",
                             note=f"fixture tree: {type(err).__name__}: {err}"))
@@ -382,10 +402,12 @@ def loader_section(s: Sizes, device: torch.device, scratch: Path,
     root = _fixture_dataset("office31", scratch, s)
     overrides, batch, workers = _paper_run("office31", root, s.loader_backbone, "cdan", s,
                                            s.loader_steps, device, threads)
-    runs = {"data": workers, **{f"data_w{w}": w for w in s.loader_more_workers}, "cached": 0}
+    runs = {"data": workers, "decoded": workers,
+            **{f"data_w{w}": w for w in s.loader_more_workers}, "cached": 0}
     medians, status = {}, {}
     for name, n_workers in runs.items():
-        cfg = config.load(None, [*overrides, f"train.num_workers={n_workers}"])
+        cfg = config.load(None, [*overrides, f"train.num_workers={n_workers}",
+                                 f"dataset.decoded_cache={str(name == 'decoded').lower()}"])
         trainer = Trainer(cfg, scratch / "runs" / f"loader_{name}", bar=False)
         trainer.setup()
         if name == "cached":
@@ -396,7 +418,9 @@ def loader_section(s: Sizes, device: torch.device, scratch: Path,
     return [Row("loader", f"cdan+{name}", dataset="office31", backbone=s.loader_backbone,
                 batch=batch, steps=s.loader_steps, ms_per_step=ms, status=status[name],
                 vs_plain=ms / medians["cached"],
-                note=(f"{runs[name]} workers per stream, decoded per step" if name != "cached"
+                note=(f"{runs[name]} workers per stream, "
+                      + ("read from the decoded uint8 cache" if name == "decoded"
+                         else "JPEG decoded per item") if name != "cached"
                       else "first batch cached in pinned memory: compute only")
                 + "; vs_plain = x the cached step")
             for name, ms in medians.items()]

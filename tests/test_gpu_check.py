@@ -35,7 +35,7 @@ def test_quick_cpu_run_writes_every_section(tmp_path, digits_mini_root):
                 and r["status"] == "completed"}
     assert backbone == {("office31", "tiny_vit"), ("digits", "digit_cnn")}
     loader = {r["name"]: r for r in rows if r["section"] == "loader"}
-    assert set(loader) == {"cdan+data", "cdan+cached"}
+    assert set(loader) == {"cdan+data", "cdan+decoded", "cdan+cached"}
     assert float(loader["cdan+cached"]["vs_plain"]) == 1.0
     determinism = {r["name"]: r["status"] for r in rows if r["section"] == "determinism"}
     # on the CPU every run is deterministic, with or without the flag

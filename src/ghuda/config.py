@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "root": Field(STR, None, nullable=True),
         # a listed deviation (tables/fidelity.md): the release trains on the whole source
         "source_holdout": Field(BOOL, True),
+        # speed only, same tensors: decoded, resized uint8 images cached (ghuda.data.decoded)
+        "decoded_cache": Field(BOOL, False),
     },
     "model": {
         "backbone": Field(STR, "digit_cnn"),

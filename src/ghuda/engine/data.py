@@ -29,13 +29,15 @@ def load_splits(dataset: dict[str, Any], train_crop: Callable[[str], str] | None
     Default transforms: digits are in-memory tensors without augmentation; image datasets get
     the released ImageNet-style train / eval preprocessing (`ghuda.data.transforms`) with the
     method's crop per domain (`train_crop`). ``dataset.source_holdout`` keeps the source
-    validation split out of training.
+    validation split out of training; ``dataset.decoded_cache`` reads image files through the
+    uint8 cache of `ghuda.data.decoded`.
     """
     from ghuda import data
 
     return data.uda_splits(dataset["name"], dataset["source"], dataset["target"],
                            root=dataset["root"], train_crop=train_crop,
-                           source_holdout=dataset["source_holdout"])
+                           source_holdout=dataset["source_holdout"],
+                           decoded_cache=dataset["decoded_cache"])
 
 
 def as_tensors(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
