@@ -392,6 +392,11 @@ def _cached_batches(trainer: object) -> None:
         stream.get = lambda step, x=x, y=y: (x, y)
 
 
+LOADER_NOTES = {"data": "{} workers per stream, JPEG decoded per item",
+                "decoded": "{} workers per stream, read from the decoded uint8 cache",
+                "cached": "first batch cached in pinned memory: compute only"}
+
+
 def loader_section(s: Sizes, device: torch.device, scratch: Path,
                    threads: int | None) -> list[Row]:
     """CDAN+E on the Office-31 fixture tree: the engine step with its input pipeline
@@ -418,11 +423,8 @@ def loader_section(s: Sizes, device: torch.device, scratch: Path,
     return [Row("loader", f"cdan+{name}", dataset="office31", backbone=s.loader_backbone,
                 batch=batch, steps=s.loader_steps, ms_per_step=ms, status=status[name],
                 vs_plain=ms / medians["cached"],
-                note=(f"{runs[name]} workers per stream, "
-                      + ("read from the decoded uint8 cache" if name == "decoded"
-                         else "JPEG decoded per item") if name != "cached"
-                      else "first batch cached in pinned memory: compute only")
-                + "; vs_plain = x the cached step")
+                note=f"{LOADER_NOTES.get(name, LOADER_NOTES['data']).format(runs[name])}; "
+                     "vs_plain = x the cached step")
             for name, ms in medians.items()]
 
 

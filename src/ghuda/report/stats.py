@@ -66,7 +66,7 @@ def paired(variant: Sequence[float], baseline: Sequence[float], confidence: floa
     if n == 0:
         return Paired(0, NAN, NAN, NAN, NAN, NAN)
     groups = _strata(d, strata)
-    mean = float(np.mean([g.mean() for g in groups]))
+    mean = _mean_of_means(groups)
     if n < 2 or min(g.size for g in groups) < 2:
         return Paired(n, mean, NAN, NAN, NAN, NAN)
     if np.allclose(d, d[0], rtol=0.0, atol=1e-12):
@@ -104,7 +104,11 @@ def _strata(d: np.ndarray, strata: Sequence[object] | None) -> list[np.ndarray]:
 def stratified_mean(values: Sequence[float], strata: Sequence[object]) -> float:
     """Mean over strata of each stratum's mean (the Avg over tasks of a row's runs)."""
     arr = np.asarray(values, dtype=float)
-    return float(np.mean([g.mean() for g in _strata(arr, strata)])) if arr.size else NAN
+    return _mean_of_means(_strata(arr, strata)) if arr.size else NAN
+
+
+def _mean_of_means(groups: list[np.ndarray]) -> float:
+    return float(np.mean([g.mean() for g in groups]))
 
 
 def _wilcoxon(d: np.ndarray) -> float:

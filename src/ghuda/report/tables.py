@@ -118,9 +118,13 @@ def paired_to_baseline(frame: pd.DataFrame, base: pd.DataFrame, column: str,
                        confidence: float) -> Paired:
     """`stats.paired` over the (task, seed) pairs both frames have with an accuracy (a
     diverged run leaves its pair out; `complete_pairs`), tasks as strata."""
-    a, b = complete_pairs(frame, base, column)
-    return paired(a.to_numpy(dtype=float), b.to_numpy(dtype=float), confidence,
-                  strata=task_strata(a))
+    return paired_by_task(*complete_pairs(frame, base, column), confidence)
+
+
+def paired_by_task(values: pd.Series, base_values: pd.Series, confidence: float) -> Paired:
+    """`stats.paired` of aligned (task, seed) values, tasks as strata."""
+    return paired(values.to_numpy(dtype=float), base_values.to_numpy(dtype=float), confidence,
+                  strata=task_strata(values))
 
 
 def task_strata(values: pd.Series) -> list[str]:
@@ -265,9 +269,7 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             if is_base:
                 cells += [DASH, DASH, DASH, str(len(values))]
             else:
-                cells += delta_cells(paired(values.to_numpy(dtype=float),
-                                            base_values.to_numpy(dtype=float), confidence,
-                                            strata=task_strata(values)))
+                cells += delta_cells(paired_by_task(values, base_values, confidence))
             total = len(vdata)
             cells += [count_cell(int(vdata[col].isna().sum()), total),
                       count_cell(collapsed_count(vdata), total)]
