@@ -1,11 +1,13 @@
-"""Backbones by name: digits-mini networks and torchvision's ImageNet backbones.
+"""Backbones by name: digits-mini networks, torchvision's ImageNet backbones and
+EfficientNet-Lite0 with the ImageNet weights a registry package ships (`ghuda.models.efficientnet`).
 
 ``build_backbone(name, pretrained=..., **options)`` returns an ``nn.Module`` mapping images to
 feature vectors, with attributes ``feature_dim`` (int) and ``kind`` ("cnn" or "vit"; ViTs
 implement `ghuda.models.vit.ViTBackbone`). Options are the constructor's keyword arguments
 (``model.options`` in the run config); ``vit_b16`` also takes ``weights``
 (``augreg_in21k_ft_in1k``, the released default, or ``imagenet1k``) and ``weights_file``, see
-`ghuda.models.torchvision_backbones`.
+`ghuda.models.torchvision_backbones`; ``efficientnet_lite0`` takes ``input_size`` and
+``frozen_stages`` (`ghuda.models.efficientnet.EfficientNetLite0`).
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from typing import Any
 
 from torch import nn
 
+from ghuda.models import efficientnet
 from ghuda.models.digit_cnn import DigitCNN
+from ghuda.models.efficientnet import EfficientNetLite0
 from ghuda.models.vit import TinyViT, ViTBackbone
 
-# name -> (kind, has ImageNet weights: the torchvision backbones)
+# name -> (kind, has ImageNet weights: the torchvision backbones and efficientnet_lite0)
 BACKBONES: dict[str, tuple[str, bool]] = {
     "digit_cnn": ("cnn", False),
     "tiny_vit": ("vit", False),
     "resnet50": ("cnn", True),
     "resnet101": ("cnn", True),
     "vit_b16": ("vit", True),
+    "efficientnet_lite0": ("cnn", True),
 }
 _LOCAL = {"digit_cnn": DigitCNN, "tiny_vit": TinyViT}
+# backbones built here whose constructor takes `pretrained` (weights shipped offline)
+_SHIPPED = {"efficientnet_lite0": EfficientNetLite0}
 
 
 def names() -> list[str]:
@@ -48,19 +55,29 @@ def option_names(name: str) -> list[str]:
     """Keyword options the backbone's constructor accepts (torchvision: any, checked there)."""
     if name in _LOCAL:
         return [p for p in inspect.signature(_LOCAL[name]).parameters]
+    if name in _SHIPPED:
+        return [p for p in inspect.signature(_SHIPPED[name]).parameters if p != "pretrained"]
     return []
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
-    """Check option values known before building (the ViT weight choice); raises ValueError."""
-    if name not in _LOCAL:
+    """Check option values known before building (the ViT weight choice, EfficientNet-Lite0's
+    options); raises ValueError naming the option."""
+    if name in _SHIPPED:
+        unknown = sorted(set(options) - set(option_names(name)))
+        if unknown:
+            raise ValueError(f"model.options.{unknown[0]}: backbone {name!r} has no such "
+                             f"option; allowed options: {option_names(name)}")
+        efficientnet.check_options(**options)
+    elif name not in _LOCAL:
         from ghuda.models import torchvision_backbones
 
         torchvision_backbones.check_options(_check(name), options)
 
 
 def build_backbone(name: str, *, pretrained: bool = False, **options: Any) -> nn.Module:
-    """Build backbone `name`; `pretrained` loads ImageNet weights (torchvision backbones)."""
+    """Build backbone `name`; `pretrained` loads ImageNet weights (torchvision backbones, from
+    their cache; efficientnet_lite0, from the installed package)."""
     _check(name)
     if name in _LOCAL:
         if pretrained:
@@ -71,6 +88,9 @@ def build_backbone(name: str, *, pretrained: bool = False, **options: Any) -> nn
         except TypeError as err:
             raise ValueError(f"model.options for {name!r}: {err}; allowed options: "
                              f"{option_names(name)}") from None
+    if name in _SHIPPED:
+        check_options(name, options)
+        return _SHIPPED[name](pretrained=pretrained, **options)
     from ghuda.models import torchvision_backbones
 
     try:
@@ -85,4 +105,5 @@ def _check(name: str) -> str:
     return name
 
 
-__all__ = ["BACKBONES", "DigitCNN", "TinyViT", "ViTBackbone", "build_backbone", "names"]
+__all__ = ["BACKBONES", "DigitCNN", "EfficientNetLite0", "TinyViT", "ViTBackbone",
+           "build_backbone", "names"]
