@@ -14,7 +14,7 @@ from ghuda import data
 def test_names_and_classes():
     assert data.datasets() == ["digits_mini", "office31", "office_home", "visda2017", "digits",
                                "domainnet"]
-    assert data.domains("digits-mini") == ["synth", "optdigits", "optdigits_m"]
+    assert data.domains("digits-mini") == ["synth", "optdigits", "optdigits_m", "mnist"]
     expected = {"digits_mini": 10, "office31": 31, "office_home": 65, "visda2017": 12,
                 "digits": 10, "domainnet": 345}
     for name, n in expected.items():
@@ -127,6 +127,7 @@ def test_train_crop_per_domain(tmp_path):
     from ghuda.data.transforms import imagenet_train
 
     kinds = {type(t) for t in imagenet_train(kind="random_crop").transforms}
-    assert T.RandomCrop in kinds and T.RandomResizedCrop not in kinds
+    assert T.RandomCrop in kinds
+    assert T.RandomResizedCrop not in kinds
     with pytest.raises(ValueError, match="unknown training crop 'centre'"):
         imagenet_train(kind="centre")

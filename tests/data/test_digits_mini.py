@@ -50,6 +50,7 @@ def test_manifest_counts_balance_and_split(two_builds):
             assert (labels[val] == c).sum() == round(0.1 * n_c)
     assert manifest["domains"]["synth"]["count"] == 3000
     assert manifest["domains"]["optdigits"]["count"] == 1797
+    assert manifest["domains"]["mnist"]["count"] == 5000
     digits_mini.verify(root)
 
 

@@ -2,7 +2,7 @@
 
     from ghuda import data
     data.datasets()                      # ['digits_mini', 'office31', ...]
-    data.domains("digits_mini")          # ['synth', 'optdigits', 'optdigits_m']
+    data.domains("digits_mini")          # ['synth', 'optdigits', 'optdigits_m', 'mnist']
     ds = data.load("digits_mini", "synth", "train")   # (3x32x32 in [-1, 1], label)
     images, labels = ds.tensors          # whole split in memory (digit datasets)
     task = data.uda_splits("digits_mini", "synth", "optdigits")

