@@ -4,7 +4,8 @@
 harmonized `Pair` through the harmonizer (params = the stage's stepped groups, measure = the
 pair's groups, or the stepped groups under ``harmonizer.measure: stepped``; L1 and L2 swapped
 under ``harmonizer.order: swapped``), backpropagates the remaining losses as one plain sum, and
-steps the stage's groups. Every harmonizer receives the step's `StepContext` (names and
+steps the stage's groups; at logged steps the record carries the stage's `monitor` scalars.
+Every harmonizer receives the step's `StepContext` (names and
 learning rates of the stepped parameters, the stage's re-evaluation under the run's autocast);
 those that own their step (MetaAlign) use it. Statistics are requested only when `log` is set,
 so the ``sum`` baseline costs one backward pass on the other steps. It needs no run folder.
@@ -172,5 +173,8 @@ def run_stage(parts: StepParts, stage: Stage, iteration: int, log: bool
         parts.optim.step(stage.step)
     if not log:
         return None
-    return {"stage": stage.name, "losses": dict(zip(names, values.tolist(), strict=True)),
-            "pairs": stats}
+    record = {"stage": stage.name, "losses": dict(zip(names, values.tolist(), strict=True)),
+              "pairs": stats}
+    if stage.monitor:
+        record["monitor"] = {k: float(v) for k, v in stage.monitor.items()}
+    return record

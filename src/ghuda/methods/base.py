@@ -75,7 +75,9 @@ class Stage:
     others summed plainly. Only the groups in `step` are updated. `reevaluate`, when given,
     recomputes the same losses with parameters substituted by name (``torch.func``-style
     mapping from `Method.named_parameters()` names to tensors); harmonizers that look ahead
-    (MetaAlign) need it.
+    (MetaAlign) need it. `monitor` holds detached scalars that explain the step but are not
+    losses (e.g. the gradient-reversal coefficient, the discriminator's accuracy on the batch;
+    issue 22); the engine writes them to the history at logged steps.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Stage:
     pairs: tuple[Pair, ...] = ()
     reevaluate: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = field(
         default=None, repr=False)
+    monitor: dict[str, Tensor | float] = field(default_factory=dict, repr=False)
 
 
 class Method(nn.Module, ABC):

@@ -58,6 +58,7 @@ from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     ClassifierHead,
     RandomizedMultilinearMap,
+    adversarial_monitor,
     check_positive,
     check_switches,
     cross_entropy,
@@ -141,9 +142,11 @@ class CDAN(Method):
             return self.random_map(features, probs)
         return multilinear_map(features, probs)
 
-    def losses(self, batch: Batch, coeff: float, entropy_coeff: float) -> dict[str, Tensor]:
+    def losses(self, batch: Batch, coeff: float, entropy_coeff: float,
+               monitor: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
         """``transfer`` and ``cls`` of one iteration with GRL coefficients `coeff` (the
-        discriminator input) and `entropy_coeff` (the entropy weights)."""
+        discriminator input) and `entropy_coeff` (the entropy weights); `monitor` gets the
+        discriminator's accuracy and `coeff`."""
         n_src = batch.x_src.shape[0]
         src, tgt = self.head(self.backbone(batch.x_src)), self.head(self.backbone(batch.x_tgt))
         features = torch.cat((src[0], tgt[0]))
@@ -151,6 +154,8 @@ class CDAN(Method):
         domain = self.discriminator(reverse_gradient(self.joint(features, probs.detach()), coeff))
         transfer = entropy_weighted_domain_loss(domain, n_src, entropy(probs), offset=1.0,
                                                 coeff=entropy_coeff, form=self.bce_form)
+        if monitor is not None:
+            monitor.update(adversarial_monitor(domain, n_src, coeff))
         return {"transfer": transfer, "cls": cross_entropy(src[1], batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
@@ -159,4 +164,6 @@ class CDAN(Method):
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter),
                      grl_coeff(info, self.grl_max_iter))
         pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
-        yield Stage("main", fn(), step=groups, pairs=(pair,), reevaluate=reevaluator(self, fn))
+        monitor: dict[str, Tensor | float] = {}
+        yield Stage("main", fn(monitor=monitor), step=groups, pairs=(pair,),
+                    reevaluate=reevaluator(self, fn), monitor=monitor)

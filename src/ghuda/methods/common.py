@@ -110,15 +110,28 @@ def domain_bce(logits: Tensor, labels: Tensor, form: str) -> Tensor:
 
 
 def domain_adversarial_loss(discriminator: nn.Module, z_src: Tensor, z_tgt: Tensor,
-                            coeff: float, form: str = "bce") -> Tensor:
+                            coeff: float, form: str = "bce",
+                            monitor: dict[str, Tensor | float] | None = None) -> Tensor:
     """BCE of a discriminator behind a gradient reversal layer (source = 1, target = 0).
 
     The mean is over the joint batch, as in the released ``nn.BCELoss()``; `form` as in
-    `domain_bce`.
+    `domain_bce`. `monitor`, when given, receives `adversarial_monitor`'s scalars.
     """
     logits = discriminator(reverse_gradient(torch.cat((z_src, z_tgt), dim=0), coeff))
     labels = domain_labels(z_src.shape[0], z_tgt.shape[0], logits.float())
+    if monitor is not None:
+        monitor.update(adversarial_monitor(logits, z_src.shape[0], coeff))
     return domain_bce(logits, labels, form).mean()
+
+
+def adversarial_monitor(domain_logits: Tensor, n_src: int, coeff: float
+                        ) -> dict[str, Tensor | float]:
+    """`Stage.monitor` of an adversarial method (issue 22): the reversal coefficient of the
+    step and the discriminator's accuracy on the joint batch (source rows first; a positive
+    logit says source), detached."""
+    logits = domain_logits.detach().reshape(-1)
+    correct = torch.cat((logits[:n_src] > 0, logits[n_src:] <= 0))
+    return {"grl_coeff": float(coeff), "disc_acc": correct.float().mean()}
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -98,14 +98,16 @@ class DANN(Method):
     def train_crop(cls, params: dict[str, Any], domain: str) -> str:
         return script_crop(params.get("augment", "released"), domain, per_domain=True)
 
-    def losses(self, batch: Batch, coeff: float) -> dict[str, Tensor]:
+    def losses(self, batch: Batch, coeff: float,
+               monitor: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
         """``transfer`` (unscaled: `trade_off` is the pair's scale) and ``cls`` of one
-        iteration with reversal coefficient `coeff`."""
+        iteration with reversal coefficient `coeff`; `monitor` gets the discriminator's
+        accuracy and the coefficient."""
         f_src, f_tgt = self.forward_features(self.backbone, batch)
         z_src, logits_src = self.head(f_src)
         z_tgt = self.head.embed(f_tgt)
         transfer = domain_adversarial_loss(self.discriminator, z_src, z_tgt, coeff,
-                                           self.bce_form)
+                                           self.bce_form, monitor)
         return {"transfer": transfer, "cls": cross_entropy(logits_src, batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
@@ -113,7 +115,9 @@ class DANN(Method):
         measure = tuple(g for g in groups if g != "discriminator")
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter))
         pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
-        yield Stage("main", fn(), step=groups, pairs=(pair,), reevaluate=reevaluator(self, fn))
+        monitor: dict[str, Tensor | float] = {}
+        yield Stage("main", fn(monitor=monitor), step=groups, pairs=(pair,),
+                    reevaluate=reevaluator(self, fn), monitor=monitor)
 
     def predict(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))[1]

@@ -68,6 +68,7 @@ from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.common import (
     ClassifierHead,
+    adversarial_monitor,
     check_positive,
     check_switches,
     cross_entropy,
@@ -173,15 +174,19 @@ class GVB(Method):
     def predict(self, x: Tensor) -> Tensor:
         return self.heads(self.backbone(x))[0]
 
-    def losses(self, batch: Batch, coeff: float, entropy_coeff: float) -> dict[str, Tensor]:
+    def losses(self, batch: Batch, coeff: float, entropy_coeff: float,
+               monitor: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
         """The four losses of one iteration with GRL coefficients `coeff` (discriminator
-        input) and `entropy_coeff` (entropy weights)."""
+        input) and `entropy_coeff` (entropy weights); `monitor` gets the discriminator's
+        accuracy and `coeff`."""
         n_src = batch.x_src.shape[0]
         outs = [self.heads(self.backbone(x)) for x in (batch.x_src, batch.x_tgt)]
         outputs = torch.cat([o[0] for o in outs])
         bridges = torch.cat([o[1] for o in outs])
         probs = F.softmax(outputs.float(), dim=1)
         domain, dbridge = self.discriminator(reverse_gradient(probs, coeff))
+        if monitor is not None:
+            monitor.update(adversarial_monitor(domain, n_src, coeff))
         return {
             "transfer": entropy_weighted_domain_loss(domain, n_src, entropy(probs),
                                                      offset=0.0, coeff=entropy_coeff,
@@ -196,5 +201,6 @@ class GVB(Method):
                      grl_coeff(info, self.grl_max_iter))
         pairs = (Pair("transfer", "cls", MEASURE, scales=(self.trade_off, 1.0)),
                  Pair("gvbg", "gvbd", MEASURE, scales=(self.gvbg_weight, self.gvbd_weight)))
-        yield Stage("main", fn(), step=(*MEASURE, "discriminator"), pairs=pairs,
-                    reevaluate=reevaluator(self, fn))
+        monitor: dict[str, Tensor | float] = {}
+        yield Stage("main", fn(monitor=monitor), step=(*MEASURE, "discriminator"), pairs=pairs,
+                    reevaluate=reevaluator(self, fn), monitor=monitor)
