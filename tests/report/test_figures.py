@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ghuda.report.figures import FIGURES, _after_angles, _weight_curves, make_figure
+from ghuda.report.figures import FIGURES, _after_angles, make_figure, weight_curves
 from ghuda.report.outputs import figure_names
 
 
@@ -37,7 +37,7 @@ def test_zero_gradient_has_no_after_angle():
 
 def test_weight_curves_match_the_gh_formula():
     angles = np.array([45.0, 90.0, 120.0, 150.0])
-    w1, w2 = _weight_curves("gh", {}, angles, ratio=2.0)
+    w1, w2 = weight_curves("gh", {}, angles, ratio=2.0)
     cos = np.cos(np.radians(angles))
     # w1 = 1 - d/|g1|^2 = 1 - cos |g2|/|g1|, w2 = 1 - cos |g1|/|g2| under conflict
     np.testing.assert_allclose(w1, np.where(cos < 0, 1 - cos / 2.0, 1.0), atol=1e-9)
@@ -50,6 +50,7 @@ def test_every_figure_renders_png_and_pdf(fx_summary, tmp_path):
                            "variants": ["sum", "gh"], "seeds": [0]}]
     config["figures"] = {"tsne_max_points": 30, "tsne_perplexity": 5,
                          "weights_angle_grid": 19}
+    config.setdefault("tables", {})["ladder"] = {"mechanism_steps": 50}
     names = figure_names(config)
     assert set(names) == set(FIGURES)
     for name in names:
@@ -75,7 +76,7 @@ def _draw(name: str, config, summary):
 
 def test_weight_curves_leave_a_gap_at_a_fallback():
     """Exact GH++ is undefined at 180°: its fallback is not drawn as part of the curve."""
-    w1, w2 = _weight_curves("ghpp_exact", {"t": 0.5}, np.array([120.0, 179.0, 180.0]), 1.0)
+    w1, w2 = weight_curves("ghpp_exact", {"t": 0.5}, np.array([120.0, 179.0, 180.0]), 1.0)
     assert np.isfinite(w1[:2]).all()
     assert np.isfinite(w2[:2]).all()
     assert np.isnan(w1[2])

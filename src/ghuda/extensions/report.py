@@ -143,10 +143,10 @@ def protocol_table(config: Mapping[str, Any], rows: list[RunResult]) -> Table:
 def conflict_figure(config: Mapping[str, Any], results: list[RunResult]):
     """Fraction of logged steps with conflicting gradients (cos < 0), per variant, over
     training (mean over seeds, in ten bins of steps)."""
-    from ghuda.report.figures import COLUMN_IN, _grid
+    from ghuda.report.figures import COLUMN_IN, grid
 
     groups = _groups(results)
-    fig, axes = _grid(len(groups), 2, 2 * COLUMN_IN, 2.2)
+    fig, axes = grid(len(groups), 2, 2 * COLUMN_IN, 2.2)
     for ax, ((ext, data), rows) in zip(axes, groups.items(), strict=True):
         for i, v in enumerate(dict.fromkeys(r.spec.variant for r in rows)):
             steps, conflict = [], []
@@ -173,11 +173,11 @@ def conflict_figure(config: Mapping[str, Any], results: list[RunResult]):
 
 def weights_figure(config: Mapping[str, Any], results: list[RunResult]):
     """Logged w1, w2 of GH and GH++ against the angle of the pair, with the harmonizer's
-    weight curves at equal norms (`ghuda.report.figures._weight_curves`)."""
-    from ghuda.report.figures import PAGE_IN, _grid, _no_data, _weight_curves
+    weight curves at equal norms (`ghuda.report.figures.weight_curves`)."""
+    from ghuda.report.figures import PAGE_IN, grid, no_data, weight_curves
 
     panels = [(key, h) for key in _groups(results) for h in WEIGHT_HARMONIZERS]
-    fig, axes = _grid(len(panels), 2, PAGE_IN, 2.2)
+    fig, axes = grid(len(panels), 2, PAGE_IN, 2.2)
     grid = np.linspace(0.0, 180.0, 181)
     for ax, ((ext, data), h) in zip(axes, panels, strict=True):
         rows = [r for r in results if (r.spec.extension, r.spec.data) == (ext, data)
@@ -185,10 +185,10 @@ def weights_figure(config: Mapping[str, Any], results: list[RunResult]):
         points = [rec["pairs"][0] for r in rows for rec in r.train
                   if rec["pairs"] and rec["pairs"][0].get("w1") is not None]
         if not rows:
-            _no_data(ax, f"no {h} runs")
+            no_data(ax, f"no {h} runs")
             continue
         options = rows[0].spec.run_config["harmonizer"]["options"]
-        w1, w2 = _weight_curves(h, options, grid, 1.0)
+        w1, w2 = weight_curves(h, options, grid, 1.0)
         ax.plot(grid, w1, color="C0", linewidth=2.0, label=r"$w_1$ ($|g_1|=|g_2|$)")
         ax.plot(grid, w2, color="C1", linewidth=1.0, label=r"$w_2$ ($|g_1|=|g_2|$)")
         ax.scatter([p["angle_deg"] for p in points], [p["w1"] for p in points], s=3,

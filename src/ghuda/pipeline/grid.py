@@ -1,6 +1,7 @@
 """Expand a pipeline config into its training runs (one Snakemake job per run).
 
-A run is (dataset, source, target, method, variant, seed); its folder follows
+A run is (dataset, source, target, method, variant, seed), where dataset is the key of a
+``datasets`` entry (which names its registered dataset, `registered_dataset`); its folder follows
 docs/run-outputs.md: ``<results_dir>/<name>/<dataset>/<source>__<target>/<method>/<variant>/
 seed<k>/``. Its run config (docs/config.md) is the deep merge, later entries winning, of
 ``run_defaults`` < ``datasets.<d>.run`` < ``datasets.<d>.methods.<m>.run`` < the method's
@@ -92,6 +93,11 @@ def _feature_runs(config: Mapping[str, Any]) -> set[tuple[str, str, str, str, in
             for f in config.get("features", []) for v in f["variants"] for s in f["seeds"]}
 
 
+def registered_dataset(config: Mapping[str, Any], entry: str) -> str:
+    """The registered dataset of ``datasets.<entry>``: its ``dataset`` key, else `entry`."""
+    return config["datasets"][entry].get("dataset", entry)
+
+
 def run_config_for(config: Mapping[str, Any], dataset: str, task: str, method: str,
                    variant: str, seed: int, block_run: Mapping[str, Any] | None = None,
                    save_features: bool = False) -> dict[str, Any]:
@@ -105,7 +111,8 @@ def run_config_for(config: Mapping[str, Any], dataset: str, task: str, method: s
         if opt in var:
             harmonizer[opt] = var[opt]
     identity = {
-        "dataset": {"name": dataset, "source": source, "target": target},
+        "dataset": {"name": registered_dataset(config, dataset), "source": source,
+                    "target": target},
         "method": {"name": method},
         "harmonizer": harmonizer,
         "variant": variant,

@@ -4,7 +4,7 @@
   iteration), accuracy under each protocol (empty for a diverged run), conflict summary, cost,
   provenance;
 - ``history_train.csv.gz``: one row per logged training step and harmonized pair (cos, angle,
-  w1, w2, norms, conflict);
+  w1, w2, norms, conflict; the stage's reversal coefficient and discriminator accuracy);
 - ``history_eval.csv.gz``: one row per evaluation (target and source-validation accuracy).
 
 Every run of the config's grid must have completed (metrics.json present); a missing or
@@ -27,6 +27,9 @@ PROTOCOLS = ("last", "source_val", "oracle")
 KEYS = ["dataset", "task", "method", "variant", "seed"]
 PAIR_FIELDS = ("cos", "angle_deg", "conflict", "w1", "w2", "norm1", "norm2", "norm_update",
                "fallback")
+# `Stage.monitor` scalars of adversarial methods (issue 22): reversal coefficient, discriminator
+# accuracy on the batch; empty for methods that log none
+MONITOR_FIELDS = ("grl_coeff", "disc_acc")
 EVAL_FIELDS = ("target_acc", "target_mean_class_acc", "source_val_acc",
                "source_val_mean_class_acc")
 
@@ -42,8 +45,8 @@ def run_dir(config: Mapping[str, Any], run: Run) -> Path:
 def _check_identity(path: Path, metrics: Mapping[str, Any], run: Run) -> None:
     got = metrics.get("run", {})
     source, target = split_task(run.task)
-    want = {"dataset": run.dataset, "source": source, "target": target, "method": run.method,
-            "variant": run.variant, "seed": run.seed}
+    want = {"dataset": run.run_config["dataset"]["name"], "source": source, "target": target,
+            "method": run.method, "variant": run.variant, "seed": run.seed}
     bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
     if bad:
         detail = ", ".join(f"{k}: found {g!r}, expected {w!r}" for k, (g, w) in bad.items())
@@ -109,6 +112,8 @@ def history_rows(run: Run, folder: Path) -> tuple[list[dict[str, Any]], list[dic
                 row = {**ident, "step": rec["step"], "stage": rec.get("stage"), "pair": i,
                        "first": pair.get("first"), "second": pair.get("second")}
                 row.update({f: pair.get(f) for f in PAIR_FIELDS})
+                monitor = rec.get("monitor") or {}
+                row.update({f: monitor.get(f) for f in MONITOR_FIELDS})
                 train.append(row)
         elif kind == "eval":
             evals.append({**ident, "step": rec["step"], **{f: rec.get(f) for f in EVAL_FIELDS}})
@@ -139,7 +144,8 @@ def aggregate(config: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dic
                                 f"metrics.json (not trained or not finished):\n  {shown}{more}")
     paths = {"runs": out / "runs.csv", "train": out / "history_train.csv.gz",
              "eval": out / "history_eval.csv.gz"}
-    train_cols = [*KEYS, "step", "stage", "pair", "first", "second", *PAIR_FIELDS]
+    train_cols = [*KEYS, "step", "stage", "pair", "first", "second", *PAIR_FIELDS,
+                  *MONITOR_FIELDS]
     eval_cols = [*KEYS, "step", *EVAL_FIELDS]
     frames = {"runs": pd.DataFrame(runs), "train": pd.DataFrame(train, columns=train_cols),
               "eval": pd.DataFrame(evals, columns=eval_cols)}

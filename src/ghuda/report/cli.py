@@ -101,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
         from ghuda.report.tables import build_tables, write_tables
 
         written = write_tables(build_tables(config, summary["runs"],
-                                            load_reported(args.reported)), args.out)
+                                            load_reported(args.reported), summary["train"]),
+                               args.out)
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
     if args.step == "figure":

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ghuda.report.ladder import ladder_mechanism
 from ghuda.report.tables import (
     balanced_seeds,
     cost_frame,
@@ -52,13 +53,13 @@ def _variant_label(config: Mapping[str, Any], variant: str) -> str:
     return config["variants"][variant]["label"]
 
 
-def _no_data(ax, text: str = "no data") -> None:
+def no_data(ax, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _grid(n: int, ncols: int, width: float, row_height: float):
+def grid(n: int, ncols: int, width: float, row_height: float):
     plt = _plt()
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
@@ -82,7 +83,7 @@ def _binned(frame: pd.DataFrame, value: str, bins: int = 10) -> pd.DataFrame:
     return stats
 
 
-def _line_styles(n: int) -> list[dict[str, Any]]:
+def line_styles(n: int) -> list[dict[str, Any]]:
     """`n` line styles told apart by colour, dash pattern and marker together (tab10 colours
     first, so neighbours differ in hue; dashes and markers separate any repeated hue)."""
     import matplotlib
@@ -106,15 +107,15 @@ def conflict_over_training(config: Mapping[str, Any], summary: Summary):
     fig, (ax_c, ax_cos) = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.8), sharex=True,
                                        layout="constrained")
     if train.empty:
-        _no_data(ax_c, "no pair statistics logged by baseline runs")
-        _no_data(ax_cos)
+        no_data(ax_c, "no pair statistics logged by baseline runs")
+        no_data(ax_cos)
         return fig
     train["pair_name"] = train.apply(_pair_name, axis=1)
     train["conflict"] = train["conflict"].astype(str).str.lower().eq("true").astype(float)
     curves = [(method, pair) for method in method_order(config)
               for pair in dict.fromkeys(train[train["method"] == method]["pair_name"])]
     n_pairs = {m: sum(1 for mm, _ in curves if mm == m) for m, _ in curves}
-    for (method, pair), style in zip(curves, _line_styles(len(curves)), strict=True):
+    for (method, pair), style in zip(curves, line_styles(len(curves)), strict=True):
         pdata = train[(train["method"] == method) & (train["pair_name"] == pair)]
         label = method_label(method) + (f" ({pair})" if n_pairs[method] > 1 else "")
         for ax, value, low, high in ((ax_c, "conflict", 0.0, 1.0), (ax_cos, "cos", -1.0, 1.0)):
@@ -171,9 +172,9 @@ def angle_histograms(config: Mapping[str, Any], summary: Summary):
         return isinstance(h, ghuda.harmonize.VectorHarmonizer) and spec["harmonizer"] != "sum"
 
     variants = [v for v in row_variants(config) if has_parts(v) and (train["variant"] == v).any()]
-    fig, axes = _grid(max(1, len(variants)), 2, PAGE_IN, 1.9)
+    fig, axes = grid(max(1, len(variants)), 2, PAGE_IN, 1.9)
     if not variants:
-        _no_data(axes[0], "no runs of a vector harmonizer")
+        no_data(axes[0], "no runs of a vector harmonizer")
         return fig
     bins = np.linspace(0, 180, 37)
     for ax, variant in zip(axes, variants, strict=True):
@@ -215,9 +216,9 @@ def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
     methods = [m for m in method_order(config)
                if (evals["method"] == m).any() and
                evals[evals["method"] == m]["variant"].nunique() > 1]
-    fig, axes = _grid(max(1, len(methods)), 3, PAGE_IN, 1.8)
+    fig, axes = grid(max(1, len(methods)), 3, PAGE_IN, 1.8)
     if not methods:
-        _no_data(axes[0], "no method with harmonized runs")
+        no_data(axes[0], "no method with harmonized runs")
         return fig
     for ax, method in zip(axes, methods, strict=True):
         mdata = evals[evals["method"] == method]
@@ -282,7 +283,7 @@ def ghpp_t_sensitivity(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
-def _weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
+def weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
                    ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles
     (NaN where the harmonizer reports a degenerate-case fallback)."""
@@ -307,19 +308,19 @@ def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
     import ghuda.harmonize
 
     names = [n for n in HARMONIZER_CURVES if n in ghuda.harmonize.names()]
-    fig, axes = _grid(len(names), 3, PAGE_IN, 2.2)
-    grid = np.linspace(0.0, 180.0, config.get("figures", {}).get("weights_angle_grid", 361))
+    fig, axes = grid(len(names), 3, PAGE_IN, 2.2)
+    angles = np.linspace(0.0, 180.0, config.get("figures", {}).get("weights_angle_grid", 361))
     train = summary["train"]
     for ax, name in zip(axes, names, strict=True):
         variants = [v for v, spec in config["variants"].items() if spec["harmonizer"] == name]
         default = next((v for v in row_variants(config) if v in variants), None)
         options = config["variants"][default].get("options", {}) if default else {}
         for ratio, style in ((1.0, "-"), (3.0, "--")):
-            w1, w2 = _weight_curves(name, options, grid, ratio)
+            w1, w2 = weight_curves(name, options, angles, ratio)
             suffix = "" if ratio == 1.0 else r", $|g_1|=3|g_2|$"
             # w1 drawn wider under w2: the two coincide for GH with equal norms
-            ax.plot(grid, w1, style, color="C0", linewidth=2.4, label=r"$w_1$" + suffix)
-            ax.plot(grid, w2, style, color="C1", linewidth=1.1, label=r"$w_2$" + suffix)
+            ax.plot(angles, w1, style, color="C0", linewidth=2.4, label=r"$w_1$" + suffix)
+            ax.plot(angles, w2, style, color="C1", linewidth=1.1, label=r"$w_2$" + suffix)
         logged = train[train["variant"].isin(variants if default is None else [default])]
         logged = logged.dropna(subset=["w1", "w2"])
         ax.scatter(logged["angle_deg"], logged["w1"], s=3, color="C0", alpha=0.3,
@@ -353,7 +354,7 @@ def tsne(config: Mapping[str, Any], summary: Summary):
     max_points, perplexity = fcfg.get("tsne_max_points", 300), fcfg.get("tsne_perplexity", 30)
     panels = [(f["dataset"], f["task"], f["method"], v, s)
               for f in config["features"] for v in f["variants"] for s in f["seeds"]]
-    fig, axes = _grid(len(panels), 3, PAGE_IN, 2.3)
+    fig, axes = grid(len(panels), 3, PAGE_IN, 2.3)
     for ax, (dataset, task, method, variant, seed) in zip(axes, panels, strict=True):
         path = (results_root(config) / dataset / task_dir(task) / method / variant
                 / f"seed{seed}" / "features.npz")
@@ -395,8 +396,8 @@ def step_cost(config: Mapping[str, Any], summary: Summary):
                                      layout="constrained")
     frame = frame[frame["variant"].isin(row_variants(config))] if not frame.empty else frame
     if frame.empty:
-        _no_data(ax_t)
-        _no_data(ax_m)
+        no_data(ax_t)
+        no_data(ax_m)
         return fig
     kinds = ", ".join(sorted({k for ks in frame["mem_kinds"] for k in str(ks).split(", ") if k}))
     frame = frame.groupby(["method", "variant"], sort=False).agg(
@@ -436,6 +437,7 @@ FIGURES: dict[str, Callable[[Mapping[str, Any], Summary], Any]] = {
     "step_cost": step_cost,
     "tsne": tsne,
     "ghpp_t_sensitivity": ghpp_t_sensitivity,
+    "ladder_mechanism": ladder_mechanism,
 }
 
 

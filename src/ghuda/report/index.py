@@ -15,6 +15,7 @@ TABLE_TITLES = {
     "protocols": "Model-selection protocols (last / source_val / oracle)",
     "cost": "Cost per step and extra passes per harmonizer",
     "ghpp_t_sweep": "GH++ trade-off t",
+    "ladder": "Regime ladder: the finding from today's setting to the paper's regime",
 }
 
 

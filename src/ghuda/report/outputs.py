@@ -25,6 +25,8 @@ def table_stems(config: Mapping[str, Any]) -> list[str]:
     stems = [*dataset_table_stems(config), "protocols", "cost"]
     if config.get("tables", {}).get("t_sweep"):
         stems.append("ghpp_t_sweep")
+    if config.get("tables", {}).get("ladder"):
+        stems.append("ladder")
     return stems
 
 
@@ -39,4 +41,6 @@ def figure_names(config: Mapping[str, Any]) -> list[str]:
         names.append("tsne")
     if config.get("tables", {}).get("t_sweep"):
         names.append("ghpp_t_sensitivity")
+    if config.get("tables", {}).get("ladder"):
+        names.append("ladder_mechanism")
     return names

@@ -473,14 +473,22 @@ def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
 
 
 def build_tables(config: Mapping[str, Any], runs: pd.DataFrame,
-                 reported: ReportedNumbers | None) -> dict[str, Table]:
-    """Every table of the config, keyed by file stem (`ghuda.report.outputs.table_stems`)."""
+                 reported: ReportedNumbers | None,
+                 train: pd.DataFrame | None = None) -> dict[str, Table]:
+    """Every table of the config, keyed by file stem (`ghuda.report.outputs.table_stems`);
+    the ladder table also reads the training history `train`."""
     tables = {ds: dataset_table(config, runs, ds, reported)
               for ds in dataset_table_stems(config)}
     tables["protocols"] = protocol_table(config, runs)
     tables["cost"] = cost_table(config, runs)
     if config.get("tables", {}).get("t_sweep"):
         tables["ghpp_t_sweep"] = t_sweep_table(config, runs)
+    if config.get("tables", {}).get("ladder"):
+        from ghuda.report.ladder import ladder_table
+
+        if train is None:
+            raise ValueError("the ladder table needs the training history (history_train)")
+        tables["ladder"] = ladder_table(config, runs, train)
     return tables
 
 
