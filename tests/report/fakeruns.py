@@ -102,7 +102,9 @@ def write_runs(config: dict[str, Any], acc: Callable[[Run, str], float] = defaul
         for step in range(0, steps, 5):
             history.append({"kind": "train", "step": step, "stage": "main", "lr": 0.01,
                             "losses": {"cls": 1.0, "transfer": 0.7},
-                            "pairs": [_pair_record(rng, run.variant, config)]})
+                            "pairs": [_pair_record(rng, run.variant, config)],
+                            "monitor": {"grl_coeff": step / steps,
+                                        "disc_acc": float(rng.uniform(0.4, 1.0))}})
         for step in range(20, steps + 1, 20):
             final = acc(run, "last")
             history.append({"kind": "eval", "step": step,
@@ -115,11 +117,12 @@ def write_runs(config: dict[str, Any], acc: Callable[[Run, str], float] = defaul
         pairs = [h["pairs"][0] for h in history if h["kind"] == "train"]
         metrics = {
             "schema": 1,
-            "run": {"dataset": run.dataset, "source": source, "target": target,
+            "run": {"dataset": run.run_config["dataset"]["name"], "source": source,
+                    "target": target,
                     "task": run.task, "method": run.method,
                     "harmonizer": config["variants"][run.variant]["harmonizer"],
                     "harmonizer_options": {}, "variant": run.variant, "seed": run.seed,
-                    "backbone": "digit_cnn", "steps": steps},
+                    "backbone": "digit_cnn", "steps": steps, "num_classes": 10},
             "protocols": {p: {"acc": acc(run, p), "mean_class_acc": acc(run, p) - 1.0,
                               "step": steps, "selection": p}
                           for p in ("last", "source_val", "oracle")},

@@ -16,3 +16,29 @@ def test_readme_main_table_equals_the_generated_table():
     path, excerpt = REPO / match.group(1), match.group(2)
     assert path.is_file(), path
     assert excerpt.strip() == path.read_text(encoding="utf-8").strip()
+
+
+def _block(readme: str, tag: str) -> tuple[str | None, str]:
+    """(path named in the opening comment, body) of `<!-- tag: PATH ... -->...<!-- /tag -->`."""
+    match = re.search(rf"<!-- {tag}:? ?(\S*) .*?-->\n(.*?)\n<!-- /{tag} -->", readme,
+                      flags=re.DOTALL)
+    assert match, f"README.md lacks the {tag} block"
+    return match.group(1) or None, match.group(2)
+
+
+def test_readme_ladder_table_equals_the_generated_table():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    path, excerpt = _block(readme, "ladder-table")
+    assert path is not None
+    assert excerpt.strip() == (REPO / path).read_text(encoding="utf-8").strip()
+
+
+def test_readme_ladder_findings_quote_only_numbers_of_the_ladder_table():
+    """Every decimal number in the regime-ladder findings appears in the generated table."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    _, findings = _block(readme, "ladder-findings")
+    table = (REPO / "tables" / "ladder" / "ladder.md").read_text(encoding="utf-8")
+    numbers = re.findall(r"[−+]?\d+\.\d+", findings)
+    assert numbers, "the findings quote no number"
+    missing = [n for n in numbers if n not in table]
+    assert not missing, f"numbers not in tables/ladder/ladder.md: {missing}"

@@ -65,6 +65,27 @@ def test_default_dry_run_trains_the_default_grid(tmp_path):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
 
 
+def test_ladder_dry_run_trains_every_rung_from_one_data_rule(tmp_path):
+    """configs/ladder.yaml: four datasets entries (rungs) name one registered dataset; the
+    dry run plans 45 training jobs per rung its grid lists and one data rule for their
+    shared manifest."""
+    from ghuda.pipeline.check import check_pipeline
+    from ghuda.pipeline.config import load_config
+    from ghuda.pipeline.grid import expand_runs
+
+    config = load_config(REPO / "configs" / "ladder.yaml")
+    trained = {r.dataset for r in expand_runs(config)}
+    assert check_pipeline(config) == 45 * len(trained)
+    results = str(tmp_path / "results")
+    proc = snakemake("-n", "--configfile", "configs/ladder.yaml", "--config",
+                     f"results_dir={results}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _train_jobs(proc.stdout, results) == {rung: 45 for rung in trained}
+    assert trained <= set(config["datasets"])
+    for rule in ("tables", "figure", "fidelity"):
+        assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     ({"variants": {"gh": {"harmonizer": "gh"}}}, "'label' is a required property"),
     ({"grid": [{"name": "g", "methods": ["dann"], "variants": ["nope"], "seeds": [0]}]},
@@ -128,7 +149,7 @@ def test_conda_env_pins_match_pyproject():
     assert sorted(pip) == sorted(pins)
 
 
-@pytest.mark.parametrize("config_name", ["default", "digits_full", "ci"])
+@pytest.mark.parametrize("config_name", ["default", "digits_full", "ci", "ladder"])
 def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, tmp_path):
     """Each (method, variant) of the CPU configs gets through Trainer.setup (method and
     harmonizer options are checked against their constructors there, not by the schema), so
@@ -141,9 +162,9 @@ def test_every_run_of_the_digits_configs_builds(config_name, digits_mini_root, t
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     seen = set()
     for run in expand_runs(config):
-        if (run.method, run.variant) in seen:
+        if (run.dataset, run.method, run.variant) in seen:
             continue
-        seen.add((run.method, run.variant))
+        seen.add((run.dataset, run.method, run.variant))
         request = run_config_for(config, run.dataset, run.task, run.method, run.variant,
                                  run.seed)
         path = tmp_path / f"{run.method}-{run.variant}.yaml"

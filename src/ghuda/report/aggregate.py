@@ -4,7 +4,8 @@
   iteration), accuracy under each protocol (empty for a diverged run), conflict summary, cost,
   provenance;
 - ``history_train.csv.gz``: one row per logged training step and harmonized pair (cos, angle,
-  w1, w2, norms, conflict; the stage's reversal coefficient and discriminator accuracy);
+  w1, w2, norms, conflict; the values of its two losses; the stage's reversal coefficient and
+  discriminator accuracy);
 - ``history_eval.csv.gz``: one row per evaluation (target and source-validation accuracy).
 
 Every run of the config's grid must have completed (metrics.json present); a missing or
@@ -112,6 +113,9 @@ def history_rows(run: Run, folder: Path) -> tuple[list[dict[str, Any]], list[dic
                 row = {**ident, "step": rec["step"], "stage": rec.get("stage"), "pair": i,
                        "first": pair.get("first"), "second": pair.get("second")}
                 row.update({f: pair.get(f) for f in PAIR_FIELDS})
+                losses = rec.get("losses") or {}
+                row.update(loss_first=losses.get(pair.get("first")),
+                           loss_second=losses.get(pair.get("second")))
                 monitor = rec.get("monitor") or {}
                 row.update({f: monitor.get(f) for f in MONITOR_FIELDS})
                 train.append(row)
@@ -145,7 +149,7 @@ def aggregate(config: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dic
     paths = {"runs": out / "runs.csv", "train": out / "history_train.csv.gz",
              "eval": out / "history_eval.csv.gz"}
     train_cols = [*KEYS, "step", "stage", "pair", "first", "second", *PAIR_FIELDS,
-                  *MONITOR_FIELDS]
+                  "loss_first", "loss_second", *MONITOR_FIELDS]
     eval_cols = [*KEYS, "step", *EVAL_FIELDS]
     frames = {"runs": pd.DataFrame(runs), "train": pd.DataFrame(train, columns=train_cols),
               "eval": pd.DataFrame(evals, columns=eval_cols)}

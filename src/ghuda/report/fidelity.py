@@ -136,5 +136,11 @@ def extension_fidelity_table() -> Table:
 
 
 def fidelity_markdown(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> str:
-    return (to_markdown(fidelity_table(paper, digits)) + "\n"
+    """The fidelity tables; a ladder config (``tables.ladder``) adds its regime table."""
+    text = (to_markdown(fidelity_table(paper, digits)) + "\n"
             + to_markdown(extension_fidelity_table()) + "\n")
+    if digits.get("tables", {}).get("ladder"):
+        from ghuda.report.ladder import regime_fidelity_table
+
+        text += "\n" + to_markdown(regime_fidelity_table(digits)) + "\n"
+    return text
