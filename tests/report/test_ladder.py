@@ -28,7 +28,8 @@ def ladder_config(results_dir: Path) -> dict[str, Any]:
     }
     config["grid"] = [{"name": "ladder", "methods": ["dann", "cdan"],
                        "variants": ["sum", "gh", "ghpp"], "seeds": [0, 1, 2]}]
-    config["tables"] = {"rows": ["sum", "gh", "ghpp"], "ladder": {"mechanism_steps": 20}}
+    config["tables"] = {"rows": ["sum", "gh", "ghpp"],
+                        "ladder": {"mechanism_steps": 20, "compare_step": 20}}
     return validate_schema(config)
 
 
@@ -86,7 +87,7 @@ def ladder_summary(tmp_path):
 
 def test_ladder_table_gives_every_protocol_and_counts_the_collapse(ladder_summary):
     config, summary = ladder_summary
-    table = ladder_table(config, summary["runs"], summary["train"])
+    table = ladder_table(config, summary["runs"], summary["train"], summary["eval"])
     assert len(table.rows) == 2 * 2 * 3
     rows = {(r[0], r[1], r[2]): dict(zip(table.columns, r, strict=True)) for r in table.rows}
     gh = rows[("1 pretrained (a→b)", "DANN", "+GH")]
@@ -96,6 +97,8 @@ def test_ladder_table_gives_every_protocol_and_counts_the_collapse(ladder_summar
     assert gh["Δ source_val [CI]"].startswith("−50.6 [")
     assert gh["Δ oracle [CI] (target labels)"].startswith("−53.1 [")
     assert (gh["n"], gh["div."], gh["coll."]) == ("3", "0/3", "3/3")
+    # the fixture's eval at step 20 of 40 steps: final accuracy - 2
+    assert gh["acc. at step 20"] == "8.1 ± 0.1"
     base = rows[("0 today (a→b)", "DANN", "baseline")]
     assert base["Δ last [CI]"] == "—"
     assert base["coll."] == "0/3"
@@ -135,7 +138,7 @@ def test_a_rung_without_runs_is_named_not_hidden(tmp_path):
     write_runs(config)
     aggregate(config, tmp_path / "summary")
     summary = load_summary(tmp_path / "summary")
-    table = ladder_table(config, summary["runs"], summary["train"])
+    table = ladder_table(config, summary["runs"], summary["train"], summary["eval"])
     assert {row[0] for row in table.rows} == {"0 today (a→b)"}
     assert any(note.startswith("Not trained yet") and "1 pretrained (a→b)" in note
                for note in table.notes)

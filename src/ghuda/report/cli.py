@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         from ghuda.report.tables import build_tables, write_tables
 
         written = write_tables(build_tables(config, summary["runs"],
-                                            load_reported(args.reported), summary["train"]),
+                                            load_reported(args.reported), summary),
                                args.out)
         print("wrote " + ", ".join(str(p) for p in written))
         return 0

@@ -46,8 +46,10 @@ W1_BLOWUP = 10.0  # GH's w1 above this: the transfer loss's weight (and the disc
 
 
 def ladder_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``tables.ladder`` with its defaults: ``mechanism_steps`` (first steps summarised)."""
-    return {"mechanism_steps": 200, **config.get("tables", {}).get("ladder", {})}
+    """``tables.ladder`` with its defaults: ``mechanism_steps`` (first steps summarised) and
+    ``compare_step`` (an evaluation step every rung has, shown beside `last`; None: none)."""
+    return {"mechanism_steps": 200, "compare_step": None,
+            **config.get("tables", {}).get("ladder", {})}
 
 
 def rung_label(config: Mapping[str, Any], rung: str) -> str:
@@ -72,18 +74,22 @@ def w1_summary(train: pd.DataFrame) -> tuple[float, float, int]:
     return float(peak.median()), onset, len(above)
 
 
-def ladder_table(config: Mapping[str, Any], runs: pd.DataFrame, train: pd.DataFrame) -> Table:
-    """Per rung x method x harmonizer: accuracy, Δ under each protocol, counts, w1."""
+def ladder_table(config: Mapping[str, Any], runs: pd.DataFrame, train: pd.DataFrame,
+                 evals: pd.DataFrame) -> Table:
+    """Per rung x method x harmonizer: accuracy (at the end and, with ``compare_step``, at
+    that evaluation), Δ under each protocol, counts, w1."""
     tcfg = config.get("tables", {})
     baseline, confidence = tcfg.get("baseline", "sum"), tcfg.get("confidence", 0.95)
-    steps = ladder_settings(config)["mechanism_steps"]
+    settings = ladder_settings(config)
+    steps, at = settings["mechanism_steps"], settings["compare_step"]
+    at_column = [] if at is None else [f"acc. at step {at}"]
     table = Table(
         caption=("Regime ladder: target accuracy (%) and the paired Δ to the baseline under "
                  "each protocol, per rung (one factor changed at a time)"),
-        columns=["Rung", "Method", "Variant", "last", "Δ last [CI]", "Δ source_val [CI]",
-                 "Δ oracle [CI] (target labels)", "n", "div.", "coll.",
+        columns=["Rung", "Method", "Variant", *at_column, "last", "Δ last [CI]",
+                 "Δ source_val [CI]", "Δ oracle [CI] (target labels)", "n", "div.", "coll.",
                  f"max w1 (≤ {steps} steps)", f"w1 > {W1_BLOWUP:g} from step"],
-        align="lllrrrrrrrrr", label="tab:ladder")
+        align="lll" + "r" * (9 + len(at_column)), label="tab:ladder")
     early = first_steps(train, steps)
     untrained = []
     for rung in config["datasets"]:
@@ -100,8 +106,12 @@ def ladder_table(config: Mapping[str, Any], runs: pd.DataFrame, train: pd.DataFr
                     continue
                 col = {p: metric_column(config, rung, p) for p in PROTOCOLS}
                 cells = [rung_label(config, rung), method_label(method),
-                         config["variants"][variant]["label"],
-                         summary_cell(vdata[col["last"]], None)]
+                         config["variants"][variant]["label"]]
+                if at is not None:
+                    ev = evals[(evals["dataset"] == rung) & (evals["method"] == method)
+                               & (evals["variant"] == variant) & (evals["step"] == at)]
+                    cells.append(summary_cell(ev["target_acc"], None) if len(ev) else DASH)
+                cells.append(summary_cell(vdata[col["last"]], None))
                 if variant == baseline or base.empty:
                     cells += [DASH] * 3 + [str(int(vdata[col["last"]].notna().sum()))]
                 else:
@@ -131,6 +141,9 @@ def ladder_table(config: Mapping[str, Any], runs: pd.DataFrame, train: pd.DataFr
         "coll.: runs that completed at chance level or below (kept in the means and in Δ).",
         *([f"Not trained yet (no grid block lists them): {'; '.join(untrained)}."]
           if untrained else []),
+        *([f"acc. at step {at}: target accuracy at the evaluation after step {at} (every rung "
+           "evaluates there; a diverged run has none), mean ± std over the runs."]
+          if at is not None else []),
         f"max w1: the largest weight of the first loss (the transfer loss) over the first "
         f"{steps} steps, median over the row's runs (1 for the plain sum; GH: 1 − <g1, "
         "g2>/|g1|², REFERENCE 1.2); 'w1 > 10 from step': the median first step at which w1 "

@@ -474,9 +474,10 @@ def t_sweep_table(config: Mapping[str, Any], runs: pd.DataFrame) -> Table:
 
 def build_tables(config: Mapping[str, Any], runs: pd.DataFrame,
                  reported: ReportedNumbers | None,
-                 train: pd.DataFrame | None = None) -> dict[str, Table]:
+                 history: Mapping[str, pd.DataFrame] | None = None) -> dict[str, Table]:
     """Every table of the config, keyed by file stem (`ghuda.report.outputs.table_stems`);
-    the ladder table also reads the training history `train`."""
+    the ladder table also reads the histories (`history`: the summary's ``train`` and
+    ``eval`` frames)."""
     tables = {ds: dataset_table(config, runs, ds, reported)
               for ds in dataset_table_stems(config)}
     tables["protocols"] = protocol_table(config, runs)
@@ -486,9 +487,10 @@ def build_tables(config: Mapping[str, Any], runs: pd.DataFrame,
     if config.get("tables", {}).get("ladder"):
         from ghuda.report.ladder import ladder_table
 
-        if train is None:
-            raise ValueError("the ladder table needs the training history (history_train)")
-        tables["ladder"] = ladder_table(config, runs, train)
+        if history is None:
+            raise ValueError("the ladder table needs the run histories (history_train, "
+                             "history_eval)")
+        tables["ladder"] = ladder_table(config, runs, history["train"], history["eval"])
     return tables
 
 
