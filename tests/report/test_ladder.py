@@ -142,3 +142,20 @@ def test_a_rung_without_runs_is_named_not_hidden(tmp_path):
     assert {row[0] for row in table.rows} == {"0 today (a→b)"}
     assert any(note.startswith("Not trained yet") and "1 pretrained (a→b)" in note
                for note in table.notes)
+
+
+def test_published_numbers_are_looked_up_by_the_registered_dataset(tmp_path):
+    """A rung named r1 that trains digits-mini reads digits-mini's reported entry (no
+    published numbers), not an entry named r1 (which would claim 'not recorded')."""
+    from ghuda.report.aggregate import aggregate, load_summary
+    from ghuda.report.reported import load_reported
+    from ghuda.report.tables import dataset_table
+
+    config = ladder_config(tmp_path / "results")
+    config["datasets"]["r1"]["dataset"] = "digits_mini"
+    write_runs(config)
+    aggregate(config, tmp_path / "summary")
+    runs = load_summary(tmp_path / "summary")["runs"]
+    table = dataset_table(config, runs, "r1", load_reported(config["reported"]))
+    assert not any("rep." in cell for row in table.rows for cell in row)
+    assert any("digits-mini is built by this project" in note for note in table.notes)

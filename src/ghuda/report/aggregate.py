@@ -171,5 +171,5 @@ def load_summary(summary_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]
         path = d / file
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; run `ghuda report aggregate` first")
-        out[name] = pd.read_csv(path, keep_default_na=True)
+        out[name] = pd.read_csv(path, keep_default_na=True, low_memory=False)
     return out

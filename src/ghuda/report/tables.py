@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ghuda.pipeline.grid import run_config_for
+from ghuda.pipeline.grid import registered_dataset, run_config_for
 from ghuda.report.aggregate import COLLAPSE_MARGIN_PP
 from ghuda.report.outputs import dataset_table_stems
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
@@ -230,6 +230,7 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
     baseline = tcfg.get("baseline", "sum")
     col = metric_column(config, dataset, protocol)
     ds = config["datasets"][dataset]
+    registered = registered_dataset(config, dataset)  # published numbers are per dataset
     tasks = list(ds["tasks"])
     data = runs[runs["dataset"] == dataset]
     seeds = sorted(data["seed"].unique())
@@ -256,11 +257,11 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
             cells = [label]
             for task in tasks:
                 tdata = vdata[vdata["task"] == task]
-                rep = _rep(reported, dataset, method, variant, task)
+                rep = _rep(reported, registered, method, variant, task)
                 cells.append(DASH if tdata.empty else summary_cell(tdata[col], rep))
             values, base_values = complete_pairs(vdata, None if is_base else base, col)
             avg = "diverged" if values.empty else fmt(task_avg(values))
-            rep = _rep(reported, dataset, method, variant, AVG)
+            rep = _rep(reported, registered, method, variant, AVG)
             avg = avg if rep is None else f"{avg} (rep. {rep})"
             if len(set(vdata["task"])) < len(tasks):
                 partial = True
@@ -283,8 +284,8 @@ def dataset_table(config: Mapping[str, Any], runs: pd.DataFrame, dataset: str,
     if partial:
         table.notes.append("*: over the tasks this row was run on (a subset).")
     if reported is not None:
-        if not reported.published(dataset):
-            note = reported.dataset_note(dataset) or "no published numbers exist"
+        if not reported.published(registered):
+            note = reported.dataset_note(registered) or "no published numbers exist"
             table.notes.append(f"Published numbers: none for this dataset ({note}).")
         else:
             table.notes.append("rep.: the published number (configs/reported.yaml, with its "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ghuda.pipeline.grid import registered_dataset
 from ghuda.report.render import DASH, Table, fmt, to_markdown
 from ghuda.report.reported import AVG, ReportedNumbers
 from ghuda.report.stats import mean_std
@@ -47,8 +48,9 @@ def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNu
     notes: list[str] = []
     for dataset, ds in config["datasets"].items():
         label = ds.get("label", dataset)
-        if not reported.published(dataset):
-            note = reported.dataset_note(dataset) or "no paper reports this dataset"
+        registered = registered_dataset(config, dataset)  # published numbers are per dataset
+        if not reported.published(registered):
+            note = reported.dataset_note(registered) or "no paper reports this dataset"
             notes.append(f"{label}: no published numbers exist ({note}); nothing to verify.")
             continue
         col = metric_column(config, dataset, protocol)
@@ -56,11 +58,11 @@ def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNu
         keys = [(m, v) for m in method_order(config) for v in config["variants"]
                 if not data[(data["method"] == m) & (data["variant"] == v)].empty]
         keys += [(k[1], k[2]) for k, _ in reported.entries()
-                 if k[0] == dataset and (k[1], k[2]) not in keys]
+                 if k[0] == registered and (k[1], k[2]) not in keys]
         for method, variant in keys:
             vdata = data[(data["method"] == method) & (data["variant"] == variant)]
             for task in [*ds["tasks"], AVG]:
-                entry = reported.get(dataset, method, variant, task)
+                entry = reported.get(registered, method, variant, task)
                 if task != AVG and entry is None:
                     continue  # per-task rows only where a per-task number is recorded
                 if vdata.empty:
