@@ -183,7 +183,9 @@ def ladder_mechanism(config: Mapping[str, Any], summary: Mapping[str, pd.DataFra
     train = first_steps(summary["train"], steps).copy()
     train["ratio"] = train["norm1"] / train["norm2"]
     evals = summary["eval"]
-    rungs, methods = list(config["datasets"]), method_order(config)
+    from ghuda.report.outputs import dataset_table_stems
+
+    rungs, methods = dataset_table_stems(config), method_order(config)  # the trained rungs
     colours = {m: s["color"] for m, s in zip(methods, line_styles(len(methods)), strict=True)}
     label = {v: config["variants"][v]["label"] for v in [baseline, *harmonized]}
     panels = (("w1", harmonized, f"w1 ({', '.join(label[v] for v in harmonized)})"),
