@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 METRICS, HISTORY, CONFIG = "metrics.json", "history.jsonl", "config.yaml"
 CHECKPOINT, FEATURES, FAILURE = "checkpoint.pt", "features.npz", "failure.json"
 LOCK = "run.lock"
+TMP_INFIX = ".tmp"  # atomic writes: .<name>.tmp<pid>
 
 PathLike = str | os.PathLike[str]
 
@@ -97,6 +98,12 @@ class RunFolder:
         finally:
             os.close(fd)
 
+    def remove_temporaries(self) -> None:
+        """Delete temporary files that a killed writer left (`atomic_path`'s); call it only
+        while holding the lock, when no writer can be running."""
+        for path in self.out.glob(f".*{TMP_INFIX}*"):
+            path.unlink(missing_ok=True)
+
     def read_metrics(self) -> dict[str, Any]:
         """metrics.json (a completed or diverged run)."""
         return read_json(self.metrics)
@@ -137,7 +144,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     it is synced to disk and replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TMP_INFIX}{os.getpid()}")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

@@ -105,6 +105,7 @@ class Trainer:
         """Handle an existing run folder; returns a checkpoint state to resume from, or None."""
         f = self.folder
         f.out.mkdir(parents=True, exist_ok=True)
+        f.remove_temporaries()
         if self.fresh:
             for path in f.all():
                 path.unlink(missing_ok=True)
