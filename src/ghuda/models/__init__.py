@@ -52,12 +52,14 @@ def has_imagenet_weights(name: str) -> bool:
 
 
 def option_names(name: str) -> list[str]:
-    """Keyword options the backbone's constructor accepts (torchvision: any, checked there)."""
+    """Keyword options backbone `name` accepts under ``model.options``."""
     if name in _LOCAL:
         return [p for p in inspect.signature(_LOCAL[name]).parameters]
     if name in _SHIPPED:
         return [p for p in inspect.signature(_SHIPPED[name]).parameters if p != "pretrained"]
-    return []
+    from ghuda.models import torchvision_backbones
+
+    return torchvision_backbones.option_names(_check(name))
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
