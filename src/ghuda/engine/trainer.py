@@ -115,7 +115,8 @@ class Trainer:
         seed_everything(t["seed"])
         method_cls = methods.get(cfg["method"]["name"])
         self.splits = load_splits(
-            cfg["dataset"], lambda domain: method_cls.train_crop(cfg["method"]["params"], domain))
+            cfg["dataset"], lambda domain: method_cls.dataset_crop(
+                cfg["method"]["params"], cfg["dataset"]["name"], domain))
         mcfg = cfg["model"]
         backbone = models.build_backbone(mcfg["backbone"], pretrained=mcfg["pretrained"],
                                          **mcfg["options"])
