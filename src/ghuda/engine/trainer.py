@@ -133,7 +133,8 @@ class Trainer:
         seed_everything(t["seed"])
         method_cls = methods.get(cfg["method"]["name"])
         self.splits = load_splits(
-            cfg["dataset"], lambda domain: method_cls.train_crop(cfg["method"]["params"], domain))
+            cfg["dataset"], lambda domain: method_cls.dataset_crop(
+                cfg["method"]["params"], cfg["dataset"]["name"], domain))
         self.data_fingerprint()
         mcfg = cfg["model"]
         backbone = models.build_backbone(mcfg["backbone"], pretrained=mcfg["pretrained"],
