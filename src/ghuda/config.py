@@ -15,7 +15,9 @@ import copy
 import difflib
 import hashlib
 import inspect
+import io
 import json
+import math
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -150,6 +152,7 @@ def _coerce(key: str, value: Any, field: Field) -> Any:
     if not ok:
         raise ConfigError(f"{key}: expected {_type_name(field.types)}, got "
                           f"{type(value).__name__} {value!r}")
+    _check_finite(key, value)
     if field.choices is not None and value not in field.choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: "
                           f"{', '.join(map(str, field.choices))}")
@@ -157,6 +160,19 @@ def _coerce(key: str, value: Any, field: Field) -> Any:
         raise ConfigError(f"{key}: {value!r} {problem}" if problem.startswith("must")
                           else f"{key}: {value!r} is not allowed; {problem}")
     return value
+
+
+def _check_finite(key: str, value: Any) -> None:
+    """Every number in a config is finite (``inf`` / ``nan`` would fail mid-run, or not at
+    all); nested mappings and lists are searched, the message names the full key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a finite number")
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            _check_finite(f"{key}.{name}", item)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(f"{key}[{i}]", item)
 
 
 def _did_you_mean(word: Any, allowed: Iterable[str], prefix: str = "") -> str:
@@ -230,15 +246,30 @@ def load(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, An
             text = Path(path).read_text()
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raw = parse_yaml(text, path, what="config file")
+        if raw is None:
+            raise ConfigError(
+                f"config file {path} is empty (no keys): it would train on the package "
+                "defaults, which are not configs/digits_mini.yaml's. Name the keys, or omit "
+                "--config to train on the defaults on purpose")
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections")
     cfg = resolve(apply_overrides(raw, overrides))
     validate(cfg)
     return cfg
+
+
+def parse_yaml(text: str, path: str | Path, what: str = "") -> Any:
+    """``yaml.safe_load`` of `text` read from `path`; a syntax error is a ConfigError whose
+    position names the file (not PyYAML's "<unicode string>")."""
+    stream = io.StringIO(text)
+    stream.name = str(path)  # PyYAML reports positions against the stream's name
+    try:
+        return yaml.safe_load(stream)
+    except yaml.YAMLError as err:
+        label = f"{what} {path}" if what else str(path)
+        detail = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ConfigError(f"{label} is not valid YAML: {detail}") from None
 
 
 # ---------------------------------------------------------------- registry checks
@@ -264,6 +295,7 @@ def _check_kwargs(key: str, target: Callable[..., Any], given: Mapping[str, Any]
         if name not in allowed:
             raise ConfigError(f"{key}.{name}: unknown option; allowed: "
                               f"{', '.join(allowed) or '(none)'}")
+        _check_finite(f"{key}.{name}", value)
         hint = hints.get(name)
         if hint in (int, float, bool, str) and not _fits(value, hint):
             raise ConfigError(f"{key}.{name}: expected {hint.__name__}, got "
@@ -298,9 +330,12 @@ def validate(cfg: dict[str, Any]) -> None:
                           "weights; allowed values: false")
     allowed_opts = models.option_names(mdl["backbone"])
     for name in mdl["options"]:
-        if allowed_opts and name not in allowed_opts:
+        if name not in allowed_opts:
+            takers = [b for b in models.names() if name in models.option_names(b)]
+            where = f" ('{name}' is an option of {', '.join(takers)})" if takers else ""
             raise ConfigError(f"model.options.{name}: unknown option for "
-                              f"{mdl['backbone']!r}; allowed: {', '.join(allowed_opts)}")
+                              f"{mdl['backbone']!r}; allowed: {', '.join(allowed_opts)}{where}")
+    _check_finite("model.options", mdl["options"])
     try:
         models.check_options(mdl["backbone"], mdl["options"])
     except ValueError as err:
@@ -316,13 +351,14 @@ def validate(cfg: dict[str, Any]) -> None:
                           f"backbone; allowed values: {', '.join(vits)}")
 
     for group, mult in cfg["train"]["lr_multipliers"].items():
-        if not _fits(mult, float) or mult < 0:
+        if not _fits(mult, float) or not math.isfinite(mult) or mult < 0:
             raise ConfigError(f"train.lr_multipliers.{group}: expected a number >= 0, got "
                               f"{mult!r}")
 
     hz = cfg["harmonizer"]
     _choose("harmonizer.name", hz["name"], harmonize.names())
     _check_harmonizer_options(hz["name"], hz["options"])
+    _check_finite("harmonizer.options", hz["options"])
     try:
         harmonize.make(hz["name"], mode=hz["mode"], **hz["options"])
     except ValueError as err:
@@ -364,6 +400,20 @@ def sha256(cfg: Mapping[str, Any]) -> str:
     """Hash of the resolved config, independent of key order and YAML formatting."""
     text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+                ) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every key whose value differs, sorted by key;
+    a key present on one side only has the value None on the other."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.extend(differences(a, b, f"{prefix}{key}."))
+        elif a != b or type(a) is not type(b):
+            out.append((f"{prefix}{key}", a, b))
+    return out
 
 
 def to_yaml(cfg: Mapping[str, Any]) -> str:

@@ -11,6 +11,8 @@ recorded in a checkpoint, so a resumed run rewrites exactly the lines it lost.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
@@ -24,6 +26,8 @@ import yaml
 SCHEMA_VERSION = 1
 METRICS, HISTORY, CONFIG = "metrics.json", "history.jsonl", "config.yaml"
 CHECKPOINT, FEATURES, FAILURE = "checkpoint.pt", "features.npz", "failure.json"
+LOCK = "run.lock"
+TMP_INFIX = ".tmp"  # atomic writes: .<name>.tmp<pid>
 
 PathLike = str | os.PathLike[str]
 
@@ -34,6 +38,10 @@ class RunFormatError(ValueError):
 
 class RunFolderError(RuntimeError):
     """The output folder holds a run that this command must not overwrite, or is a file."""
+
+
+class RunFolderBusy(RunFolderError):
+    """Another process holds the run folder's lock."""
 
 
 class RunFolder:
@@ -47,9 +55,10 @@ class RunFolder:
         self.checkpoint = self.out / CHECKPOINT
         self.features = self.out / FEATURES
         self.failure = self.out / FAILURE
+        self.lock_file = self.out / LOCK
 
     def all(self) -> tuple[Path, ...]:
-        """Every file a run writes."""
+        """Every file a run writes (the lock file aside: it outlives them)."""
         return (self.metrics, self.history, self.config, self.checkpoint, self.features,
                 self.failure)
 
@@ -63,6 +72,37 @@ class RunFolder:
                 raise RunFolderError(f"{what} {path} is an existing file, not a folder; "
                                      "choose a folder path for the run (it is created if "
                                      "missing). Nothing was written.")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder (created if missing) for the block.
+
+        ``flock`` on `LOCK` inside the folder: the OS releases it when the process ends, however
+        it ends, so a killed run never leaves a stale lock. A second holder gets `RunFolderBusy`.
+        The lock file stays in place (deleting a lock file races with its next opener).
+        """
+        self.check_is_folder()
+        self.out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise RunFolderBusy(
+                    f"{self.out} is in use by another process (it holds {self.lock_file}); "
+                    "wait for that run to end, or choose another --out. Nothing was written."
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def remove_temporaries(self) -> None:
+        """Delete temporary files that a killed writer left (`atomic_path`'s); call it only
+        while holding the lock, when no writer can be running."""
+        for path in self.out.glob(f".*{TMP_INFIX}*"):
+            path.unlink(missing_ok=True)
 
     def read_metrics(self) -> dict[str, Any]:
         """metrics.json (a completed or diverged run)."""
@@ -104,7 +144,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     it is synced to disk and replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TMP_INFIX}{os.getpid()}")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -185,8 +225,9 @@ class History:
         size = self._fh.seek(0, os.SEEK_END)
         if size < offset:
             self._fh.close()
-            raise RuntimeError(f"{path} has {size} bytes but the checkpoint expects at least "
-                               f"{offset}; the run folder was modified. Start over with --fresh")
+            raise RunFolderError(f"{path} has {size} bytes but the checkpoint expects at "
+                                 f"least {offset}; the run folder was modified. Start over "
+                                 "with --fresh")
         self._fh.truncate(offset)
         self._fh.seek(offset)
 

@@ -179,3 +179,130 @@ def test_shipped_digits_mini_config_is_valid():
     cfg = config.load(path)
     assert cfg["dataset"]["name"] == "digits_mini"
     assert cfg["model"]["options"] == {"input_norm": "gray"}
+
+
+# ---------------------------------------------------------------- issue 23: validation gaps
+
+
+def _one_line_config_error(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ghuda train: config error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n"], ids=["empty", "comment-only"])
+def test_empty_config_file_is_an_error(text, tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["--config", str(path), "--out", str(out)]) == EXIT_CONFIG
+    line = _one_line_config_error(capsys.readouterr().err)
+    assert f"config file {path} is empty (no keys)" in line
+    assert "omit --config" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("override", "key", "shown"), [
+    ("train.lr=inf", "train.lr", "inf"),
+    ("train.lr=.nan", "train.lr", "nan"),
+    ("method.params.trade_off=.nan", "method.params.trade_off", "nan"),
+    ("harmonizer.options={t: .inf}", "harmonizer.options.t", "inf"),
+])
+def test_non_finite_numbers_are_rejected(override, key, shown, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--set", "method.name=dann", "--set", "harmonizer.name=ghpp", "--set", override,
+            "--out", str(out)]
+    assert main(argv) == EXIT_CONFIG
+    line = _one_line_config_error(capsys.readouterr().err)
+    assert f"{key}: {shown} is not allowed; expected a finite number" in line
+    assert not out.exists()
+
+
+def test_digits_option_on_a_torchvision_backbone_names_who_takes_it(tmp_path, monkeypatch,
+                                                                      capsys):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("config validation must not open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached weights
+    digits = Path(__file__).resolve().parents[2] / "configs" / "digits_mini.yaml"
+    out = tmp_path / "out"
+    argv = ["--config", str(digits), "--set", "model.backbone=resnet50", "--out", str(out)]
+    assert main(argv) == EXIT_CONFIG
+    line = _one_line_config_error(capsys.readouterr().err)
+    assert "model.options.input_norm: unknown option for 'resnet50'" in line
+    assert "('input_norm' is an option of digit_cnn, tiny_vit)" in line
+    assert not out.exists()
+    assert not (tmp_path / "torch_home").exists()
+
+
+def test_malformed_yaml_names_the_file(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: [1, 2\n")
+    out = tmp_path / "out"
+    assert main(["--config", str(path), "--out", str(out)]) == EXIT_CONFIG
+    line = _one_line_config_error(capsys.readouterr().err)
+    assert f"config file {path} is not valid YAML" in line
+    assert f'in "{path}", line 1' in line
+    assert "<unicode string>" not in line
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- issue 23: help texts
+
+
+def _help(command: list[str], capsys) -> str:
+    from ghuda.cli import main as ghuda
+
+    with pytest.raises(SystemExit) as info:
+        ghuda([*command, "--help"])
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: one line
+
+
+def test_train_help_shows_out_as_required(capsys):
+    text = _help(["train"], capsys)
+    usage = text.split("Train one UDA run")[0]
+    assert " --out DIR " in usage
+    assert "[--out DIR]" not in usage
+    assert "--out DIR run folder (metrics.json, history.jsonl, config.yaml, ...); required, " \
+           "except with --print-config" in text
+
+
+def test_report_help_lists_fidelity(capsys):
+    text = _help(["report"], capsys)
+    assert "ghuda report fidelity --config C --paper configs/paper.yaml" in text
+    assert "{aggregate,tables,figure,verify,budget,index,fidelity,landing}" in text
+    assert "fidelity write the fidelity table" in text
+
+
+def test_data_build_help_documents_seed(capsys):
+    text = _help(["data", "build"], capsys)
+    assert "--seed SEED generator seed (default 0: the bytes recorded in " \
+           "digits_mini_expected.json, which --check compares)" in text
+
+
+def test_extension_fetch_root_defaults_like_every_root(tmp_path, monkeypatch, capsys):
+    import re
+
+    data_help = re.search(r"--root ROOT (data root \(default: [^)]*\))",
+                          _help(["data", "info"], capsys)).group(1)
+    fetch_help = re.search(r"--root ROOT (data root \(default: [^)]*\))",
+                           _help(["extension", "fetch"], capsys)).group(1)
+    assert fetch_help == data_help == "data root (default: $GHUDA_DATA or <repo>/data)"
+
+    # and the default is that root: $GHUDA_DATA is where the dataset goes
+    import ghuda.extensions.retrieval as retrieval
+    from ghuda.extensions.cli import main as extension
+
+    seen = []
+    monkeypatch.setattr(retrieval, "fetch", lambda name, root, url=None: seen.append(root)
+                        or root / name)
+    monkeypatch.setenv("GHUDA_DATA", str(tmp_path / "elsewhere"))
+    assert extension(["fetch", "css3d"]) == 0
+    assert seen == [tmp_path / "elsewhere"]

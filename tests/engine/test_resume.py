@@ -136,8 +136,13 @@ def test_refuses_checkpoint_of_another_config(make_cfg, cli_args, tmp_path, monk
     assert rc == EXIT_FOLDER
     err = capsys.readouterr().err
     assert "different configuration" in err
-    assert "checkpoint.pt" in err
+    assert "train.lr: 0.01 in the folder, 0.02 now" in err  # the differing key, named
     assert not (tmp_path / "metrics.json").exists()
+    (tmp_path / "config.yaml").unlink()  # without config.yaml, the checkpoint's hash decides
+    assert main(cli_args(tmp_path, *RUN, "train.lr=0.02")) == EXIT_FOLDER
+    err = capsys.readouterr().err
+    assert "different configuration" in err
+    assert "checkpoint.pt" in err
 
 
 def test_refuses_completed_run_of_another_config(make_cfg, cli_args, tmp_path, capsys):

@@ -38,6 +38,36 @@ class OneMissingMetadataWarning(logging.Filter):
 
 logging.getLogger("snakemake.logging").addFilter(OneMissingMetadataWarning())
 
+
+class QuietInterrupt(logging.Filter):
+    """Ctrl-C: Snakemake prints, per running job, its whole shell command twice (the train
+    rule's holds the run config twice: 80+ lines). After "Terminating processes on user
+    request" keep each job's error to its rule, output and log, drop the CalledProcessError
+    of a job that exited 130 or died of SIGINT, and end with how to resume."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record):
+        msg = str(record.msg)
+        if msg.startswith("Terminating processes on user request"):
+            self.interrupted = True
+        if not self.interrupted:
+            return True
+        if getattr(record, "shellcmd", None):
+            record.shellcmd = None  # the "Error in rule" block without its "shell:" dump
+        if "CalledProcessError" in msg and ("exit status 130" in msg or "SIGINT" in msg):
+            return False
+        if "At least one job did not complete successfully" in msg:
+            record.msg = ("Interrupted: run the same snakemake command again to resume; an "
+                          "interrupted training run continues from its last checkpoint.")
+            record.args = ()
+        return True
+
+
+logging.getLogger("snakemake.logging").addFilter(QuietInterrupt())
+
 RES = f"{config['results_dir']}/{config['name']}"
 TABLES = config["tables_dir"]
 # the paper config, whose values tables/fidelity.md compares with the release
@@ -52,10 +82,17 @@ _CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deploy
 _BIN = Path(workflow.basedir) / "workflow" / "bin"
 _SRC = Path(workflow.basedir) / "src"
 _PATH = f"{_BIN}" if _CONDA else f"{_BIN}:{Path(sys.executable).parent}"
+# A job interrupted by Ctrl-C (`ghuda train` exits 130 after saving its state; a job whose shell
+# died of SIGINT also ends with 130) says so in one line on the terminal; its log names the
+# checkpoint. The prefix, not each rule's shell command, holds this line: Snakemake reruns
+# every finished job whose rule's shell command changed (rerun trigger "code"), which for the
+# train rule means retraining every run, but the prefix is not part of a rule's code.
+INTERRUPTED = "interrupted; run the same command again to resume"
 shell.prefix(
     f'set -euo pipefail; export PATH="{_PATH}:$PATH"; '
     # braces doubled twice: once for this f-string, once for Snakemake's formatting
     f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+    f"trap 'rc=$?; if [ $rc -eq 130 ]; then echo \"{INTERRUPTED}\" >&2; fi; exit $rc' EXIT; "
 )
 RUN_WILDCARDS = "{dataset}/{task}/{method}/{variant}/seed{seed}"
 

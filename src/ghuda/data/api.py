@@ -15,8 +15,9 @@ the official "test" where the dataset has one.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +189,24 @@ def data_version(dataset: str, root: Root = None) -> str:
     rewrites timestamps, never triggers retraining) and pass this value as a rule parameter
     (so a genuinely different dataset does).
     """
-    from ghuda.data.digits_mini import sha256_file
+    from ghuda.data.checksums import sha256_file
 
     return sha256_file(require(dataset, root) / MANIFEST)
+
+
+def fingerprint(dataset: str, domains: Iterable[str], root: Root = None) -> dict[str, object]:
+    """What a run of `domains` reads: the dataset, its manifest's sha256 and, where the
+    manifest records a file and sha256 per domain (digits-mini), the sha256 of each of those
+    files as they are on disk now (cached, `ghuda.data.checksums`). Image-folder datasets
+    record their content in the manifest itself, so its checksum is their fingerprint."""
+    from ghuda.data.checksums import cached_sha256
+
+    path = require(dataset, root)
+    entries = json.loads((path / MANIFEST).read_text()).get("domains")
+    files = {}
+    for domain in domains:
+        entry = entries.get(domain) if isinstance(entries, dict) else None
+        if isinstance(entry, dict) and {"file", "sha256"} <= set(entry):
+            files[entry["file"]] = cached_sha256(path / entry["file"])
+    return {"dataset": registry.spec(dataset).name, "manifest_sha256": data_version(dataset, root),
+            "files": files}

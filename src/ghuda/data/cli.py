@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="generate digits-mini (deterministic for a seed)")
     b.add_argument("dataset", help="digits-mini")
     b.add_argument("--out", help="output directory (default: <data root>/digits_mini)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0,
+                   help="generator seed (default 0: the bytes recorded in "
+                   "digits_mini_expected.json, which --check compares)")
     b.add_argument("--figures", help="also write contact sheets into this directory")
     b.add_argument("--check", action="store_true",
                    help="exit 1 if the checksum differs from the recorded one (seed 0)")

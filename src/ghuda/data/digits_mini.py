@@ -27,7 +27,6 @@ domain file's sha256 for seed 0.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.resources
 import io
 import json
@@ -37,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ghuda.data.paths import DatasetCorruptError
+from ghuda.data.checksums import cached_sha256, sha256_file
+from ghuda.data.paths import DatasetCorruptError, DatasetNotFoundError
 from ghuda.data.registry import Part
 from ghuda.data.splits import VAL_FRACTION, stratified_val_indices
 
@@ -230,14 +230,6 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def dump_json(obj: object) -> bytes:
     """Canonical JSON bytes (sorted keys, fixed separators, trailing newline)."""
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
@@ -300,21 +292,35 @@ def rebuild_hint(root: str | os.PathLike[str]) -> str:
 
 
 def verify(root: str | os.PathLike[str]) -> dict:
-    """Check every file against the manifest; raise ValueError naming the first bad file and
-    the command that rebuilds it."""
+    """Check every file against the manifest (hashing each anew); raise DatasetCorruptError
+    (DatasetNotFoundError when missing) naming the first bad file and the rebuild command."""
     root = Path(root)
     manifest = _manifest(root)
-    for domain, entry in manifest["domains"].items():
-        path = root / entry["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"digits-mini domain {domain!r}: {path} is missing. "
-                                    f"Rebuild digits-mini: {rebuild_hint(root)}")
-        digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            raise ValueError(f"digits-mini: checksum mismatch for {path}: expected "
-                             f"{entry['sha256']}, got {digest} (the file was changed, truncated "
-                             f"or corrupted). Rebuild digits-mini: {rebuild_hint(root)}")
+    for domain in manifest["domains"]:
+        check_domain_file(root, manifest, domain, cached=False)
     return manifest
+
+
+def check_domain_file(root: Path, manifest: dict, domain: str, *, cached: bool = True) -> str:
+    """The sha256 of `domain`'s file, which must be the manifest's (`cached`: through
+    `ghuda.data.checksums`, one stat when the file is unchanged); else DatasetCorruptError
+    naming the file, what it holds instead when that is another domain's file, and the fix
+    (DatasetNotFoundError when it is missing)."""
+    entry = manifest["domains"][domain]
+    path = root / entry["file"]
+    if not path.is_file():
+        raise DatasetNotFoundError(f"digits-mini domain {domain!r}: {path} is missing. "
+                                   f"Rebuild digits-mini: {rebuild_hint(root)}")
+    digest = cached_sha256(path) if cached else sha256_file(path)
+    if digest != entry["sha256"]:
+        twins = [e["file"] for d, e in manifest["domains"].items()
+                 if d != domain and e["sha256"] == digest]
+        what = (f"it holds the bytes of {twins[0]}, another domain's file" if twins else
+                "the file was changed, truncated or corrupted")
+        raise DatasetCorruptError(
+            f"digits-mini: checksum mismatch for {path}: expected {entry['sha256'][:16]}..., "
+            f"got {digest[:16]}... ({what}). Rebuild digits-mini: {rebuild_hint(root)}")
+    return digest
 
 
 def _manifest(root: Path) -> dict:
@@ -334,10 +340,14 @@ def load_arrays(root: str | os.PathLike[str], domain: str) -> tuple[np.ndarray, 
         with np.load(path, allow_pickle=False) as z:
             return z["images"], z["labels"].astype(np.int64)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        # numpy reads a non-zip file as a pickle and then suggests allow_pickle=True: not
+        # advice to pass on for a damaged data file
+        reason = ("not an .npz archive" if "allow_pickle" in str(err)
+                  else f"{type(err).__name__}: {err}")
         raise DatasetCorruptError(
-            f"{path} is unreadable ({type(err).__name__}: {err}): the file is corrupt or "
-            f"truncated. Rebuild digits-mini: {rebuild_hint(root)} (`ghuda data verify "
-            "digits-mini` checks every file against its manifest).") from None
+            f"{path} is unreadable ({reason}): the file is corrupt or truncated. Rebuild "
+            f"digits-mini: {rebuild_hint(root)} (`ghuda data verify digits-mini` checks every "
+            "file against its manifest).") from None
 
 
 def read(root: Path, domain: str, part: str) -> Part:
@@ -345,6 +355,7 @@ def read(root: Path, domain: str, part: str) -> Part:
     if part != "all":
         raise ValueError(f"digits-mini has no official {part!r} part")
     manifest = _manifest(root)
+    check_domain_file(root, manifest, domain)
     images, labels = load_arrays(root, domain)
     val = np.asarray(manifest["domains"][domain]["split"]["val_indices"], dtype=np.int64)
     return Part(labels=labels, images=images, val_indices=val)

@@ -2,8 +2,9 @@
 
 Office-31 / Office-Home / VisDA-2017 / DomainNet follow the released code (REFERENCE 1.5b):
 train = Resize((256, 256)), then a 224 crop of kind `crop` — ``random_resized_crop``
-(RandomResizedCrop: CDAN+E on webcam/dslr, MCD, SSRT) or ``random_crop`` (RandomCrop: GVB-GD,
-CDAN+E on the other domains); the method chooses (`Method.train_crop`) — then
+(RandomResizedCrop: CDAN+E on webcam/dslr, MCD, SSRT), ``random_crop`` (RandomCrop: GVB-GD,
+CDAN+E on the other domains) or ``center_crop`` (CenterCrop: MCD on VisDA-2017, mcd/mcd.sh 28
+``--train-resizing cen.crop``); the method chooses (`Method.train_crop`) — then
 RandomHorizontalFlip and ImageNet normalisation; eval = Resize((256, 256)), CenterCrop(224),
 same normalisation.
 Digits (digits-mini, MNIST, USPS, SVHN): 32x32 RGB scaled to [-1, 1], no augmentation.
@@ -37,7 +38,7 @@ def digits() -> Transform:
                       T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
 
 
-CROPS = ("random_resized_crop", "random_crop")
+CROPS = ("random_resized_crop", "random_crop", "center_crop")
 
 
 def imagenet_train(resize: int = 256, crop: int = 224,
@@ -45,7 +46,8 @@ def imagenet_train(resize: int = 256, crop: int = 224,
     """Training transform with a crop of `kind` (one of `CROPS`)."""
     from torchvision import transforms as T
 
-    crops = {"random_resized_crop": T.RandomResizedCrop, "random_crop": T.RandomCrop}
+    crops = {"random_resized_crop": T.RandomResizedCrop, "random_crop": T.RandomCrop,
+             "center_crop": T.CenterCrop}
     if kind not in crops:
         raise ValueError(f"unknown training crop {kind!r}; allowed: {', '.join(CROPS)}")
     return T.Compose([T.Resize((resize, resize)), crops[kind](crop),

@@ -1,8 +1,9 @@
 """`ghuda train --config FILE [--set key=value ...] --out DIR` (docs/config.md).
 
 Exit status: 0 done (or already complete), 2 configuration or data error (nothing was
-started), 3 non-finite loss, 4 run-folder or checkpoint problem, 5 missing ImageNet weights,
-130 interrupted (Ctrl-C; the same command resumes).
+started), 3 non-finite loss, 4 run-folder or checkpoint problem (another process holds the
+folder, it holds another configuration's or data's run, a corrupt checkpoint, a write failed),
+5 missing ImageNet weights, 130 interrupted (Ctrl-C; the same command resumes).
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ EXIT_CONFIG, EXIT_NONFINITE, EXIT_FOLDER, EXIT_WEIGHTS, EXIT_INTERRUPTED = 2, 3,
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ghuda train", description="Train one UDA run (docs/config.md, docs/run-outputs.md). "
-        "Re-running the same command resumes from the checkpoint in --out.")
-    p.add_argument("--config", help="YAML run config (omit: defaults only)")
+        "Re-running the same command resumes from the checkpoint in --out.",
+        usage="ghuda train [--config FILE] [--set KEY=VALUE ...] --out DIR [--fresh] "
+        "[--record-divergence] [--progress | --no-progress]\n"
+        "       ghuda train [--config FILE] [--set KEY=VALUE ...] --print-config")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML run config (omit: the package defaults, which are not "
+                   "configs/digits_mini.yaml's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=20 (repeatable)")
-    p.add_argument("--out", help="run folder (metrics.json, history.jsonl, config.yaml, ...)")
+    p.add_argument("--out", metavar="DIR",
+                   help="run folder (metrics.json, history.jsonl, config.yaml, ...); "
+                   "required, except with --print-config")
     p.add_argument("--fresh", action="store_true",
                    help="discard any checkpoint or completed run in --out and start over")
     p.add_argument("--record-divergence", action="store_true",
@@ -94,6 +102,9 @@ def _train(trainer, record_divergence: bool) -> int:
         return EXIT_WEIGHTS
     try:
         trainer.run()
+    except (DatasetNotFoundError, DatasetCorruptError) as err:  # changed since setup
+        print(f"ghuda train: data error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     except NonFiniteLoss as err:
         print(f"ghuda train: {err}", file=sys.stderr)
         if record_divergence:

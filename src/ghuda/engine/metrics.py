@@ -40,8 +40,10 @@ def machine_description() -> str:
     return f"{model}; {os.cpu_count()} logical CPUs; {platform.system()} {platform.release()}"
 
 
-def provenance(config_sha256: str, device: str, seed: int) -> dict[str, Any]:
-    """Git commit and dirty flag of the source tree, versions, host, start time."""
+def provenance(config_sha256: str, device: str, seed: int, data: dict[str, Any]
+               ) -> dict[str, Any]:
+    """Git commit and dirty flag of the source tree, versions, host, start time, and the
+    fingerprint of the data read (`ghuda.data.fingerprint`)."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     versions = {"python": platform.python_version()}
@@ -53,7 +55,8 @@ def provenance(config_sha256: str, device: str, seed: int) -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status),
             "config_sha256": config_sha256, "versions": versions, "device": device,
             "hostname": socket.gethostname(),
-            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "seed": seed}
+            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "seed": seed,
+            "data": data}
 
 
 def conflict_summary(train_records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,11 @@ is a pure function of (seed, iteration) (`ghuda.engine.data`). A run killed at a
 started again with the same command truncates the history to that length and continues,
 ending (on the CPU) with a ``metrics.json`` identical to an uninterrupted run's except for the
 ``cost`` and ``provenance`` blocks (timings, memory, host, start time).
+
+A run holds the folder's lock (`RunFolder.lock`) from its first look at the folder to its end.
+Resuming or skipping a completed run first checks that the folder still describes this command:
+its ``config.yaml`` and recorded config sha256, and its recorded data fingerprint
+(`ghuda.engine.identity`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ghuda.engine import checkpoint as ckpt
 from ghuda.engine.amp import LossScaler
 from ghuda.engine.data import SOURCE_STREAM, TARGET_STREAM, BatchStream, load_splits
 from ghuda.engine.evaluate import evaluate_splits, on_device, target_images, write_features
+from ghuda.engine.identity import check_config, check_data, data_fingerprint
 from ghuda.engine.interrupt import StopRequest
 from ghuda.engine.memory import PeakMemory
 from ghuda.engine.metrics import metrics_document, provenance
@@ -64,12 +70,20 @@ class Trainer:
         self.train_cfg = cfg["train"]
         self.label = f"{cfg['method']['name']}/{config_mod.variant(cfg)}/" \
                      f"seed{self.train_cfg['seed']}"
+        self._data: dict[str, Any] | None = None
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """The fingerprint of the data this run reads (computed once; `ghuda.engine.identity`)."""
+        if self._data is None:
+            self._data = data_fingerprint(self.cfg)
+        return self._data
 
     # ------------------------------------------------------------------ the folder
     def completed(self) -> dict[str, Any] | None:
-        """The metrics of a completed run of this same config in the folder, if any.
+        """The metrics of a completed run of this same config and data in the folder, if any.
 
-        A completed run of another config is an error (never overwritten silently).
+        A completed run of another config or data, or one whose config.yaml was edited, is an
+        error (never overwritten or answered silently).
         """
         self.folder.check_is_folder()
         f = self.folder
@@ -81,11 +95,8 @@ class Trainer:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise RunFolderError(f"{f.metrics} is unreadable ({err}); delete it or pass "
                                  "--fresh") from None
-        if sha != self.sha:
-            raise RunFolderError(
-                f"{f.out} holds a completed run of a different configuration (sha256 "
-                f"{str(sha)[:12]}..., now {self.sha[:12]}...). Choose another --out, or pass "
-                "--fresh to discard it and train again.")
+        check_config(f, self.cfg, self.sha, recorded_sha=sha)
+        check_data(metrics["provenance"].get("data"), self.data_fingerprint(), str(f.metrics))
         if not self.train_cfg["keep_checkpoint"]:
             f.checkpoint.unlink(missing_ok=True)
         return metrics
@@ -94,11 +105,18 @@ class Trainer:
         """Handle an existing run folder; returns a checkpoint state to resume from, or None."""
         f = self.folder
         f.out.mkdir(parents=True, exist_ok=True)
+        f.remove_temporaries()
         if self.fresh:
             for path in f.all():
                 path.unlink(missing_ok=True)
             return None
-        return ckpt.load(f.checkpoint, self.sha) if f.checkpoint.exists() else None
+        check_config(f, self.cfg, self.sha)
+        if not f.checkpoint.exists():
+            return None
+        state = ckpt.load(f.checkpoint, self.sha)
+        check_data(state.get("data"), self.data_fingerprint(), str(f.checkpoint),
+                   ckpt.CheckpointError)
+        return state
 
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
@@ -115,7 +133,9 @@ class Trainer:
         seed_everything(t["seed"])
         method_cls = methods.get(cfg["method"]["name"])
         self.splits = load_splits(
-            cfg["dataset"], lambda domain: method_cls.train_crop(cfg["method"]["params"], domain))
+            cfg["dataset"], lambda domain: method_cls.dataset_crop(
+                cfg["method"]["params"], cfg["dataset"]["name"], domain))
+        self.data_fingerprint()
         mcfg = cfg["model"]
         backbone = models.build_backbone(mcfg["backbone"], pretrained=mcfg["pretrained"],
                                          **mcfg["options"])
@@ -146,7 +166,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
-        """Train (or resume) to completion; returns the metrics written to metrics.json."""
+        """Train (or resume) to completion under the folder's lock; returns the metrics
+        written to metrics.json. `RunFolderBusy` if another process holds the folder."""
+        with self.folder.lock():
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         clock = (time.perf_counter(), time.process_time())
         done_before = self.completed()
         if done_before is not None:
@@ -265,7 +290,8 @@ class Trainer:
     def _checkpoint(self, step: int, history_offset: int, step_times: list[float],
                     timing: dict[str, float]) -> None:
         ckpt.save(self.folder.checkpoint, {
-            "config_sha256": self.sha, "step": step, "history_offset": history_offset,
+            "config_sha256": self.sha, "data": self.data_fingerprint(), "step": step,
+            "history_offset": history_offset,
             "method": self.method.state_dict(), "optimizers": self.optim.state_dict(),
             "scaler": self.scaler.state_dict(), "harmonizer": self.harmonizer.state_dict(),
             "rng": rng_state(), "step_times": step_times, "timing": timing})
@@ -302,5 +328,6 @@ class Trainer:
                  ) -> dict[str, Any]:
         return metrics_document(
             self.cfg, self.splits.num_classes, list(self.folder.read_history()), cost,
-            provenance(self.sha, self.runtime.describe(), self.train_cfg["seed"]), failure)
+            provenance(self.sha, self.runtime.describe(), self.train_cfg["seed"],
+                       self.data_fingerprint()), failure)
 

@@ -1,7 +1,7 @@
 """`ghuda extension train|fetch|report` (issue 16: GH / GH++ beyond classification).
 
     ghuda extension train --config RUN.yaml --out DIR [--set key=value ...] [--record-divergence]
-    ghuda extension fetch css3d|voc [--root data] [--url URL]
+    ghuda extension fetch css3d|voc [--root DIR] [--url URL]
     ghuda extension report --config PIPELINE.yaml --results DIR --tables DIR --figures DIR
 
 Exit status: 0 done, 2 configuration or data error (nothing written), 3 non-finite loss
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from ghuda.config import ConfigError
+from ghuda.config import ConfigError, parse_yaml
+from ghuda.data.paths import data_root
 
 EXIT_CONFIG, EXIT_NONFINITE, EXIT_FOLDER, EXIT_WEIGHTS, EXIT_FETCH = 2, 3, 4, 5, 6
 DATASET_TASKS = {"css3d": "retrieval", "voc": "detection"}
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a non-finite loss is a result: metrics.json with status 'diverged'")
     f = sub.add_parser("fetch", help="download and register a paper dataset of an extension")
     f.add_argument("dataset", choices=sorted(DATASET_TASKS))
-    f.add_argument("--root", default="data", help="data root (default: data)")
+    f.add_argument("--root", default=None,
+                   help="data root (default: $GHUDA_DATA or <repo>/data)")
     f.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
     r = sub.add_parser("report", help="tables and figures of a pipeline config's extensions")
     r.add_argument("--config", required=True, help="resolved pipeline config (YAML)")
@@ -47,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_run_config(path: str, overrides: list[str]) -> dict:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from None
+        raw = parse_yaml(Path(path).read_text(), path) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys")
     for item in overrides:
@@ -108,7 +110,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
     module = importlib.import_module(f"ghuda.extensions.{DATASET_TASKS[args.dataset]}")
     try:
-        path = module.fetch(args.dataset, Path(args.root), url=args.url)
+        path = module.fetch(args.dataset, data_root(args.root), url=args.url)
     except (FetchError, VerifyError) as err:
         print(f"ghuda extension fetch: {err}", file=sys.stderr)
         return EXIT_FETCH

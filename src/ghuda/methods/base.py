@@ -129,6 +129,12 @@ class Method(nn.Module, ABC):
         the hyper-parameters `params`; default RandomResizedCrop."""
         return "random_resized_crop"
 
+    @classmethod
+    def dataset_crop(cls, params: dict[str, Any], dataset: str, domain: str) -> str:
+        """Training crop for images of `domain` of registered dataset `dataset`; default
+        `train_crop` (MCD's release crops VisDA-2017 differently)."""
+        return cls.train_crop(params, domain)
+
     @abstractmethod
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
         """Yield the stages of one training iteration, in order."""
@@ -140,6 +146,14 @@ class Method(nn.Module, ABC):
     def features(self, x: Tensor) -> Tensor:
         """Features for visualisation (t-SNE); the backbone output by default."""
         return self.backbone(x)
+
+    def oracle_heads(self, x: Tensor) -> dict[str, Tensor] | None:
+        """Class logits of each predictor the RELEASED oracle chooses among (MCD's two heads,
+        DWL's five predictors), or None (default): the oracle then selects on `predict` like
+        every other protocol. When given, the engine records each predictor's target accuracy
+        at every evaluation and the ``oracle`` protocol takes the best (evaluation, predictor)
+        on target labels, as the release did (REFERENCE 1.6; `ghuda.engine.evaluate`)."""
+        return None
 
     def refresh(self, target_images: Iterable[Tensor], info: StepInfo) -> None:
         """Recompute per-sample target state (e.g. pseudo-labels) from the whole target set.

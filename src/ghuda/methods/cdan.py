@@ -91,7 +91,8 @@ class CDAN(Method):
             "disc_hidden": release.Cheaper(256, "cost: at 1024 the discriminator's two hidden "
                                                 "layers cost about as much as the digit CNN"),
             "grl_max_iter": DIGITS_MINI_GRL},
-        items=release.script_items("cdan", domain_loss="bce", grl=True))
+        items=(*release.script_items("cdan", domain_loss="bce", grl=True),
+               *release.script_protocol_items("cdan")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 1.0, bottleneck_dim: int = 256, randomized: bool = True,

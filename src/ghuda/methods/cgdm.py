@@ -155,7 +155,8 @@ class CGDM(MCD):
                  optimizer: str = "released", augment: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes, trade_off=trade_off,
                          entropy_weight=entropy_weight, num_k=num_k, head_hidden=head_hidden,
-                         optimizer=optimizer, augment=augment)
+                         optimizer=optimizer, augment=augment,
+                         oracle="ensemble")  # not in the GH release: no released oracle
         check_positive("cgdm", refresh_every=refresh_every)
         for key, value in (("gdm_weight", gdm_weight), ("pseudo_weight", pseudo_weight)):
             if not value >= 0:
@@ -168,6 +169,11 @@ class CGDM(MCD):
         self.cosine = cosine
         self.pseudo_labels: Tensor | None = None
         self._logits: tuple[Tensor, Tensor, int] | None = None
+
+    @classmethod
+    def dataset_crop(cls, params: dict[str, Any], dataset: str, domain: str) -> str:
+        """MCD's crop without its VisDA centre crop (CGDM is not in the GH release)."""
+        return cls.train_crop(params, domain)
 
     # ---- pseudo-labels: computed by `refresh`, carried by state_dict ----
     def refresh(self, target_images: Iterable[Tensor], info: StepInfo) -> None:

@@ -61,6 +61,7 @@ class DANN(Method):
                                                 "three times the digit CNN's step"),
             "grl_max_iter": DIGITS_MINI_GRL},
         items=(*release.script_items("cdan", domain_loss="bce", grl=True, forward=True),
+               *release.script_protocol_items("cdan"), *release.dann_script_items(),
                release.Item(
                    item="learning rate per task", released="1e-3, but 3e-4 for A->D and D->W",
                    source="cdan/train_image.py:366-374", switch="train.lr",

@@ -52,6 +52,10 @@ without that collapse (chosen on source validation).
 
 Released optimizers (``optimizer: released``, dwl/solver.py ~101-117): SGD momentum 0.9
 without Nesterov for every network; ``optimizer: config`` applies the ``train`` settings.
+Released evaluation (dwl/main.py 159, dwl/solver.py 494-560): every epoch (100 iterations),
+the best of five predictors on target labels; ``oracle: released`` (default) records the five
+and the ``oracle`` protocol takes the best, ``oracle: main`` selects on C. ``last`` and
+``source_val`` use C.
 
 Simplifications: LDA scatter matrices are accumulated in float64 with the pairwise (Chan)
 update instead of stacking the window's features, and the eigenvalues come from the
@@ -86,6 +90,9 @@ from ghuda.methods.common import (
     reevaluator,
 )
 from ghuda.methods.registry import register
+
+# ``oracle``: released (best of the five predictors per evaluation) or main (C only)
+DWL_ORACLES = (release.RELEASED, "main")
 
 # Indices into DynamicWeight.state.
 A_NORM, J_NORM, A_MIN, A_MAX, J_MIN, J_MAX, WINDOWS, ITERS = range(8)
@@ -221,24 +228,55 @@ class DWL(Method):
 
     RELEASE: ClassVar[release.Release] = release.Release(
         # dwl/main.py, dwl/solver.py: 200 epochs x 100 iterations, batch 32, constant lr 1e-3
+        # evaluation every epoch: dwl/main.py 143-160 (``t % 1 == 0``), 100 iterations each
         train={"steps": 20000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",
-               "weight_decay": 5e-4},
+               "weight_decay": 5e-4, "eval_every": 100},
         not_released=("digits", "domainnet"),
         digits_mini={
             "num_k1": release.Cheaper(2, "cost; chosen on source validation (docstring)"),
             "num_k3": release.Cheaper(2, "cost; keeps the released 1:1 ratio"),
             "window": release.Cheaper(None, "a tenth of the run, so T updates ten times"),
-            "hidden": release.Cheaper(256, "cost")},
+            "hidden": release.Cheaper(256, "cost"),
+            "oracle": release.Cheaper("main", release.RUNS_PREDATE_ORACLE)},
         items=(release.optimizer_item(
             "SGD momentum 0.9 without Nesterov, weight decay 5e-4, every network",
-            "dwl/solver.py:101-117", "every group"),))
+            "dwl/solver.py:101-117", "every group"),
+            release.oracle_item(
+                "per epoch, the best of five predictors on target labels: C, C1, C2, C1+C2, "
+                "C+C1+C2 (logit sums; max(acc1..acc5)); the running maximum is reported",
+                "dwl/solver.py:494-560, dwl/main.py:158-165",
+                "main: select on the main predictor C (ghuda before the audit)"),
+            release.Item(
+                item="evaluation interval", released="every epoch of 100 iterations "
+                "(200 evaluations)", source="dwl/main.py:42,143-160", switch="train.eval_every",
+                released_value=100, alternative="a longer interval (ghuda's paper config had "
+                "1000 before the second audit; DomainNet, not released, keeps 1000)",
+                why="the oracle's maximum runs over every evaluation: fewer evaluations lower "
+                    "it"),
+            release.Item(
+                item="imports of the released solver",
+                released="solver.py:3 `from model.build_gen import *` (and model.py:3 `from "
+                         "model.grad_reverse import *`): dwl/model.py shadows the folder "
+                         "dwl/model/ (no __init__.py), so the import fails with "
+                         "ModuleNotFoundError: 'model' is not a package",
+                source="dwl/solver.py:3,10, dwl/model.py:3, dwl/main.py:9",
+                switch=release.NO_SWITCH, released_value=None,
+                alternative="ghuda reimplements Predictor / AdversarialNetwork of dwl/model.py "
+                            "(the ResNet path, solver.py:72-78) and never imports the digit "
+                            "models of dwl/model/",
+                why="a user of the release cannot run main.py as shipped (checked with the "
+                    "same file layout under Python 3); ghuda's DWL is what the paper's "
+                    "ResNet numbers would need",
+                status=release.RUNS_NOT)))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  num_k1: int = 8, num_k3: int = 8, window: int | None = 100,
-                 hidden: int = 1024, optimizer: str = "released") -> None:
+                 hidden: int = 1024, optimizer: str = "released",
+                 oracle: str = "released") -> None:
         super().__init__(backbone, feature_dim, num_classes)
         check_switches("dwl", optimizer=optimizer)
-        self.optimizer = optimizer
+        release.check_choice("dwl", "oracle", oracle, DWL_ORACLES)
+        self.optimizer, self.oracle = optimizer, oracle
         check_positive("dwl", num_k1=num_k1, num_k3=num_k3, hidden=hidden)
         if window is not None:
             check_positive("dwl", window=window)
@@ -268,8 +306,18 @@ class DWL(Method):
         return dict.fromkeys(self.param_groups(), 1.0)
 
     def predict(self, x: Tensor) -> Tensor:
-        """The main predictor C (released evaluation took the best of five on target labels)."""
+        """The main predictor C (released evaluation took the best of five on target labels:
+        `oracle_heads`)."""
         return self.classifier(self.backbone(x))
+
+    def oracle_heads(self, x: Tensor) -> dict[str, Tensor] | None:
+        """Released oracle: C, C1, C2 and the logit sums C1+C2, C+C1+C2 (dwl/solver.py
+        511-523)."""
+        if self.oracle != release.RELEASED:
+            return None
+        f = self.backbone(x)
+        y, y1, y2 = self.classifier(f), self.head1(f), self.head2(f)
+        return {"C": y, "C1": y1, "C2": y2, "C1+C2": y1 + y2, "C+C1+C2": y + y1 + y2}
 
     def adversarial(self, f_src: Tensor, f_tgt: Tensor) -> Tensor:
         """The released ``BCE(D(f_s), D(f_t).detach())`` in logits form."""

@@ -117,14 +117,15 @@ class GVB(Method):
     RELEASE: ClassVar[release.Release] = release.Release(
         train={**release.SCRIPT_TRAIN, "lr": 3e-4},
         datasets={"office_home": {"train": {"lr": 1e-3}},
-                  "visda2017": {"train": {"steps": 15002, "lr": 3e-4}}},
+                  "visda2017": {"train": {"steps": 15002, "lr": 3e-4, "eval_every": 1000}}},
         tasks={("office31", "webcam->amazon"): {"train": {"lr": 1e-3}},
                ("office31", "dslr->amazon"): {"train": {"lr": 1e-3}}},
         not_released=("digits", "domainnet"),
         digits_mini={
             "disc_hidden": release.Cheaper(256, "cost, as for cdan"),
             "grl_max_iter": DIGITS_MINI_GRL},
-        items=release.script_items("gvb", domain_loss="bce_eps", grl=True))
+        items=(*release.script_items("gvb", domain_loss="bce_eps", grl=True),
+               *release.script_protocol_items("gvb")))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  trade_off: float = 1.0, gvbg_weight: float = 1.0, gvbd_weight: float = 1.0,

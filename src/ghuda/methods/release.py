@@ -25,7 +25,7 @@ OPTIMIZERS = (RELEASED, "config")
 INITS = (RELEASED, "xavier")
 GRL_COUNTERS = (RELEASED, "zero")
 FORWARDS = (RELEASED, "joint")
-AUGMENTS = (RELEASED, "random_resized_crop", "random_crop")
+AUGMENTS = (RELEASED, "random_resized_crop", "random_crop", "center_crop")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,16 @@ class Item:
     # (dataset, task) of the paper-config run whose value the fidelity table shows (None:
     # the method's first run; task None: the dataset's first run)
     where: tuple[str, str | None] | None = None
+    # a fixed "Paper status" (e.g. RUNS_NOT: the release does not run as shipped) instead of
+    # comparing the switch's value with `released_value`
+    status: str | None = None
+
+
+# `Item.status` of a released behaviour that cannot be reproduced because the release does not
+# run as shipped (issue 24 item 6), and of one ghuda does not reproduce (no switch)
+RUNS_NOT = "release does not run as shipped"
+NOT_REPRODUCED = "**deviation** (no switch)"
+NO_SWITCH = "none"
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,22 @@ def resized_crop(params: Mapping[str, Any]) -> str:
     return "random_resized_crop" if augment == RELEASED else augment
 
 
+# RELEASE.digits_mini reason of MCD's and DWL's `oracle` in configs/digits_full.yaml
+RUNS_PREDATE_ORACLE = ("the committed digits_full MCD / DWL runs and tables predate the "
+                       "released oracle switch (issue 24); kept until they are retrained")
+
+
+def oracle_item(released: str, source: str, alternative: str) -> Item:
+    """The released oracle of a multi-predictor method (MCD, DWL; issue 24 item 2)."""
+    return Item(
+        item="oracle protocol (selection on target labels)", released=released, source=source,
+        switch="method.params.oracle", released_value=RELEASED, alternative=alternative,
+        why="the released oracle is the best (evaluation, predictor) pair on target labels; "
+            "ghuda records every predictor's target accuracy at each evaluation (history "
+            "keys target_acc@<head>) and takes that maximum; last and source_val always use "
+            "the method's prediction")
+
+
 # ------------------------------------------------------------ the released CDAN-family script
 # Training settings of cdan/train_image.py and gvb/train_image.py (REFERENCE 1.5): 8004
 # iterations (VisDA 15002), batch 36, SGD momentum 0.9 Nesterov, weight decay 5e-4, inv
@@ -173,9 +199,10 @@ def resized_crop(params: Mapping[str, Any]) -> str:
 SCRIPT_TRAIN: dict[str, Any] = {
     "steps": 8004, "batch_size": 36, "lr": 1e-3, "lr_schedule": "inv", "momentum": 0.9,
     "nesterov": True, "weight_decay": 5e-4, "eval_every": 500}
-# cdan/train_image.py ~366-380: lr 1e-3, but 3e-4 for A->D and D->W and for VisDA
+# cdan/train_image.py ~366-380: lr 1e-3, but 3e-4 for A->D and D->W and for VisDA; the VisDA
+# commands test every 1000 iterations (cdan/README.md:26, gvb/README.md:26)
 CDAN_SCRIPT_DATASETS: dict[str, dict[str, dict[str, Any]]] = {
-    "visda2017": {"train": {"steps": 15002, "lr": 3e-4}}}
+    "visda2017": {"train": {"steps": 15002, "lr": 3e-4, "eval_every": 1000}}}
 CDAN_SCRIPT_TASKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("office31", "amazon->dslr"): {"train": {"lr": 3e-4}},
     ("office31", "dslr->webcam"): {"train": {"lr": 3e-4}}}
@@ -210,3 +237,59 @@ def script_items(script: str, *, domain_loss: str | None, grl: bool,
             released_value=RELEASED, alternative="joint: one forward of the joint batch",
             why="ghuda's DANN forwarded the joint batch before the audit"))
     return tuple(items)
+
+
+def script_protocol_items(script: str) -> tuple[Item, ...]:
+    """Evaluation and seeding of the released CDAN-family `script` (issue 24 item 7)."""
+    train = f"{script}/train_image.py"
+    evaluate, seed = {"cdan": ("173", "307, 389-392"), "gvb": ("122", "274, 354-357")}[script]
+    return (
+        Item(item="evaluation steps", released="test when i % test_interval == "
+             "test_interval - 1, before iteration i's update: after 499, 999, ..., 7999 "
+             "updates; the final iterate is never tested",
+             source=f"{train}:{evaluate}", switch=NO_SWITCH, released_value=None,
+             alternative="ghuda evaluates after 500, 1000, ... updates and after the last one "
+                         "(the `last` protocol needs the final iterate)",
+             why="one update later per evaluation; the oracle's 16 candidates differ by one "
+                 "step each, plus the final iterate", status=NOT_REPRODUCED),
+        Item(item="evaluation interval (VisDA-2017)", released="--test_interval 1000 in the "
+             "VisDA command (500 on Office-31 / Office-Home)",
+             source=f"{script}/README.md:26", switch="train.eval_every", released_value=1000,
+             alternative="500 (ghuda's paper config before the second audit)",
+             why="the oracle's maximum runs over every evaluation", where=("visda2017", None)),
+        Item(item="seed", released="--seed 0 (the default, and what every README command "
+             "uses) draws a random seed: random.randint", source=f"{train}:{seed}",
+             switch="train.seed", released_value=0,
+             alternative="ghuda seeds 0, 1, 2 deterministically (seed 0 is seed 0)",
+             why="the released runs are not repeatable; fixed seeds make ghuda's runs "
+                 "repeatable and pairable across variants", status=NOT_REPRODUCED),
+    )
+
+
+def dann_script_items() -> tuple[Item, ...]:
+    """DANN through the released CDAN script: what does not run as shipped (issue 24 item 6)."""
+    train = "cdan/train_image.py"
+    return (
+        Item(item="DANN discriminator input (--random)",
+             released="--random is type=bool with default True (any value given is True): "
+                      "the script builds RandomLayer and AdversarialNetwork(1024, 1024), then "
+                      "DANN feeds it the 256-d bottleneck features: a shape error at the first "
+                      "iteration", source=f"{train}:137-145, 225-226, 308, 354; "
+                                          "cdan/loss.py:51-52",
+             switch="method.params.disc_hidden", released_value=1024,
+             alternative="ghuda's DANN discriminator takes the 256-d features (the "
+                         "non-random branch, train_image.py:142-143: AdversarialNetwork(256, "
+                         "1024)); `--random ''` is the only released spelling that reaches it",
+             why="the DANN numbers need the branch that runs", status=RUNS_NOT),
+        Item(item="DANN + GH / GH++",
+             released="getgrad flattens only non-None gradients; plain DANN's transfer loss "
+                      "does not reach fc (no entropy term), so at iteration 0 grad1 (backbone "
+                      "+ bottleneck) and grad2 (+ fc) differ in length and torch.dot fails",
+             source=f"{train}:73-80, 233-258", switch="method.params.forward",
+             released_value=RELEASED,
+             alternative="ghuda measures both gradients on the same parameters (a missing "
+                         "gradient counts as zero): fc's transfer gradient is 0",
+             why="the release cannot produce DANN + GH numbers; ghuda's is the aligned "
+                 "measurement the GH derivation assumes", status=RUNS_NOT),
+    )
+

@@ -166,7 +166,22 @@ class SSRT(Method):
                    alternative="imagenet1k: torchvision's ImageNet-1k weights",
                    why="torchvision ships only the ImageNet-1k weights"),
                release.resized_crop_item("Resize((256,256)) + RandomResizedCrop(224) + flip",
-                                         "ssrt/dataset/data_provider.py:33-34")))
+                                         "ssrt/dataset/data_provider.py:33-34"),
+               release.Item(
+                   item="GRL counter during evaluation",
+                   released="SSRTNet.forward calls the auto-stepping GRL also in eval mode, so "
+                            "every evaluation batch (source, target and test loaders, batch "
+                            "32) advances the counter: about 139 steps per Office-31 A->W "
+                            "evaluation, every 2000 iterations",
+                   source="ssrt/model/SSRT.py:138-149, ssrt/model/grl.py:65-77, "
+                          "ssrt/trainer/evaluate.py:7-23,57-80, ssrt/trainer/train.py:125-126",
+                   switch=release.NO_SWITCH, released_value=None,
+                   alternative="ghuda's coefficient counts training iterations only",
+                   why="the shift is below 0.003 of a coefficient that saturates at 0.1 "
+                       "(A->W: 139 of ~2000 steps where its slope is 2e-5 per step); it "
+                       "depends on the evaluation loaders' sizes, which ghuda's held-out "
+                       "source split and evaluation batch size do not share",
+                   status=release.NOT_REPRODUCED)))
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *,
                  bottleneck_dim: int = 1024, cls_weight: float = 1.0,

@@ -1,5 +1,6 @@
-"""Backbones by name: digits-mini networks, torchvision's ImageNet backbones and
-EfficientNet-Lite0 with the ImageNet weights a registry package ships (`ghuda.models.efficientnet`).
+"""Backbones by name: digits-mini networks, the released Digits networks (LeNet, DTN,
+`ghuda.models.release_digits`), torchvision's ImageNet backbones and EfficientNet-Lite0 with the
+ImageNet weights a registry package ships (`ghuda.models.efficientnet`).
 
 ``build_backbone(name, pretrained=..., **options)`` returns an ``nn.Module`` mapping images to
 feature vectors, with attributes ``feature_dim`` (int) and ``kind`` ("cnn" or "vit"; ViTs
@@ -20,18 +21,22 @@ from torch import nn
 from ghuda.models import efficientnet
 from ghuda.models.digit_cnn import DigitCNN
 from ghuda.models.efficientnet import EfficientNetLite0
+from ghuda.models.release_digits import DTN, LeNet
 from ghuda.models.vit import TinyViT, ViTBackbone
 
 # name -> (kind, has ImageNet weights: the torchvision backbones and efficientnet_lite0)
 BACKBONES: dict[str, tuple[str, bool]] = {
     "digit_cnn": ("cnn", False),
+    # the released MCD Digits networks (ghuda.models.release_digits; configs/paper.yaml)
+    "lenet": ("cnn", False),
+    "dtn": ("cnn", False),
     "tiny_vit": ("vit", False),
     "resnet50": ("cnn", True),
     "resnet101": ("cnn", True),
     "vit_b16": ("vit", True),
     "efficientnet_lite0": ("cnn", True),
 }
-_LOCAL = {"digit_cnn": DigitCNN, "tiny_vit": TinyViT}
+_LOCAL = {"digit_cnn": DigitCNN, "lenet": LeNet, "dtn": DTN, "tiny_vit": TinyViT}
 # backbones built here whose constructor takes `pretrained` (weights shipped offline)
 _SHIPPED = {"efficientnet_lite0": EfficientNetLite0}
 
@@ -52,12 +57,14 @@ def has_imagenet_weights(name: str) -> bool:
 
 
 def option_names(name: str) -> list[str]:
-    """Keyword options the backbone's constructor accepts (torchvision: any, checked there)."""
+    """Keyword options backbone `name` accepts under ``model.options``."""
     if name in _LOCAL:
         return [p for p in inspect.signature(_LOCAL[name]).parameters]
     if name in _SHIPPED:
         return [p for p in inspect.signature(_SHIPPED[name]).parameters if p != "pretrained"]
-    return []
+    from ghuda.models import torchvision_backbones
+
+    return torchvision_backbones.option_names(_check(name))
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
@@ -105,5 +112,5 @@ def _check(name: str) -> str:
     return name
 
 
-__all__ = ["BACKBONES", "DigitCNN", "EfficientNetLite0", "TinyViT", "ViTBackbone",
+__all__ = ["BACKBONES", "DTN", "DigitCNN", "EfficientNetLite0", "LeNet", "TinyViT", "ViTBackbone",
            "build_backbone", "names"]

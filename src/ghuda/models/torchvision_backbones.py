@@ -46,6 +46,13 @@ _SPECS: dict[str, tuple[str, str]] = {
     "resnet101": ("resnet101", "ResNet101_Weights"),
     "vit_b16": ("vit_b_16", "ViT_B_16_Weights"),
 }
+# name -> (model class the builder constructs, the constructor arguments the builder fixes)
+_MODEL_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "resnet50": ("ResNet", ("block", "layers")),
+    "resnet101": ("ResNet", ("block", "layers")),
+    "vit_b16": ("VisionTransformer", ("patch_size", "num_layers", "num_heads", "hidden_dim",
+                                      "mlp_dim")),
+}
 # backbone name -> torchvision weights enum, for `imagenet_weights` (ResNet-18: the retrieval
 # extension's TIRG image encoder, not a UDA backbone)
 _WEIGHTS = {**{name: spec[1] for name, spec in _SPECS.items()}, "resnet18": "ResNet18_Weights"}
@@ -90,6 +97,19 @@ def imagenet_weights(name: str) -> dict[str, Tensor]:
         raise PretrainedWeightsMissing(
             f"cannot read ImageNet weights {path} ({err}); delete the file and place a good "
             f"copy from {url}") from None
+
+
+def option_names(name: str) -> list[str]:
+    """``model.options`` of backbone `name`: the torchvision model's constructor arguments
+    that its builder leaves free (and, for vit_b16, ``weights`` and ``weights_file``)."""
+    import inspect
+
+    import torchvision.models as tvm
+
+    cls, fixed = _MODEL_CLASSES[name]
+    params = list(inspect.signature(getattr(tvm, cls).__init__).parameters)[1:]
+    free = [p for p in params if p not in fixed]
+    return [*free, "weights", "weights_file"] if name == "vit_b16" else free
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:

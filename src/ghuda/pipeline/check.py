@@ -101,26 +101,29 @@ def check_extension_runs(config: Mapping[str, Any], source: str = "config") -> i
     return len(specs)
 
 
+def _count(n: int, noun: str) -> str:
+    """"1 run config", "4 run configs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _check_file(path: str) -> str:
     """Check one pipeline or run config file; returns a one-line verdict (ConfigError if bad)."""
-    import yaml
-
     from ghuda import config as run_config
     from ghuda.pipeline.config import load_config
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
+        raw = run_config.parse_yaml(Path(path).read_text(encoding="utf-8"), path)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except run_config.ConfigError as err:
+        raise ConfigError(str(err)) from None
     if isinstance(raw, dict) and "grid" in raw:
         config = load_config(path, check_registry=True)
         n = check_runs(config, source=path)
         k = check_extension_runs(config, source=path)
-        extra = f" and its {k} extension run configs" if k else ""
-        return f"{path}: pipeline config valid; its {n} run configs{extra} are valid"
+        extra = f" and its {_count(k, 'extension run config')}" if k else ""
+        verb = "is" if n == 1 and not k else "are"
+        return f"{path}: pipeline config valid; its {_count(n, 'run config')}{extra} {verb} valid"
     try:
         run_config.load(path)
     except run_config.ConfigError as err:

@@ -33,7 +33,9 @@ def repo_root(start: Path | None = None) -> Path:
                       "repository root (where the Snakefile is)")
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file's content; a missing file or a syntax error (positions naming the file) is a
+    ConfigError."""
     try:
         with open(path, encoding="utf-8") as fh:
             return yaml.safe_load(fh)
@@ -50,7 +52,7 @@ def validate_schema(data: Any, source: str = "config", schema: str = SCHEMA_RELP
     repository (default: found from the working directory)."""
     import jsonschema
 
-    spec = _load_yaml((root or repo_root()) / SCHEMA_RELPATH.with_name(schema))
+    spec = load_yaml((root or repo_root()) / SCHEMA_RELPATH.with_name(schema))
     base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
@@ -74,7 +76,7 @@ def validate_schema(data: Any, source: str = "config", schema: str = SCHEMA_RELP
 def load_config(path: str | os.PathLike[str], check_registry: bool = False) -> dict[str, Any]:
     """Read, schema-validate (defaults filled) and cross-check a pipeline config file."""
     path = Path(path)
-    config = _load_yaml(path)
+    config = load_yaml(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     validate_schema(config, source=str(path))

@@ -49,7 +49,7 @@ time was measured through the engine, so it includes data loading and mixed prec
 """
 GPU_SECTION = "backbone"  # the gpu_check rows that give the unit step time
 SOURCE_VAL_FRACTION = 0.1  # held-out source split evaluated with the target (engine default)
-DEFAULT_SIZE = {"digit_cnn": 32, "tiny_vit": 32}
+DEFAULT_SIZE = {"digit_cnn": 32, "lenet": 32, "dtn": 32, "tiny_vit": 32}
 
 
 @cache

@@ -8,6 +8,7 @@
                            [--gpu-csv benchmarks/results/gpu_check_cuda.csv]
                            [--pass-csv benchmarks/results/backbone_pass_cpu.csv]
     ghuda report index     --config C --tables tables --figures figures --out tables/README.md
+    ghuda report fidelity  --config C --paper configs/paper.yaml --out tables/fidelity.md
     ghuda report landing   --config C --tables tables --out results/<name>/report/tables.html
 
 C is a pipeline config (configs/*.yaml, or the resolved results/<name>/pipeline_config.yaml).

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ghuda import methods
-from ghuda.methods.release import RELEASE_REPO, RELEASED, Item, released_params
+from ghuda.methods.release import (
+    NO_SWITCH,
+    NOT_REPRODUCED,
+    RELEASE_REPO,
+    RELEASED,
+    RUNS_NOT,
+    Item,
+    released_params,
+)
 from ghuda.models.torchvision_backbones import VIT_WEIGHTS
 from ghuda.pipeline.grid import Run, expand_runs
 from ghuda.report.render import DASH, Table, to_markdown
@@ -43,7 +51,10 @@ ENGINE_ITEMS = (
 
 
 def _value(item: Item, run_config: Mapping[str, Any]) -> Any:
-    """ghuda's effective value of `item.switch` in one resolved run config."""
+    """ghuda's effective value of `item.switch` in one resolved run config (None for an item
+    without a switch)."""
+    if item.switch == NO_SWITCH:
+        return None
     section, _, key = item.switch.partition(".")
     if section == "method":
         cls = methods.get(run_config["method"]["name"])
@@ -93,12 +104,13 @@ def fidelity_table(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> Table
     for name, item, paper_run, digit_run in entries:
         ours = _value(item, paper_run.run_config) if paper_run else None
         mini = _value(item, digit_run.run_config) if digit_run else None
-        status = (DASH if paper_run is None else
+        status = (item.status if item.status is not None else DASH if paper_run is None else
                   "match" if ours == item.released_value else "**deviation**")
+        switch = (DASH if item.switch == NO_SWITCH
+                  else f"`{item.switch}` (released: `{_show(item.released_value)}`)")
         table.add([name if name == "all" else method_label(name), item.item,
                    f"{item.released} ({item.source})", _show(ours), _show(mini), status,
-                   f"{item.why}; alternative {item.alternative}",
-                   f"`{item.switch}` (released: `{_show(item.released_value)}`)"])
+                   f"{item.why}; alternative {item.alternative}", switch])
     table.notes += [
         f"`{RELEASED}` is the value of a method switch that reproduces the release; the paper "
         "config sets every switch to its released value except the deviations marked, each "
@@ -107,6 +119,9 @@ def fidelity_table(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> Table
         "its RELEASE record (ghuda.methods); tests/methods/test_release.py fails when "
         "configs/paper.yaml disagrees with them, and when the digits-mini configs differ from "
         "the cheaper values each method states with its reason.",
+        f"'{RUNS_NOT}': the released script fails as shipped (the row says where and why); "
+        "ghuda runs what the release would need to run and says so. "
+        f"'{NOT_REPRODUCED}': a released behaviour ghuda does not reproduce, with the reason.",
         "digits-mini: the digit CNN has no ImageNet weights and its images are not cropped; "
         "its cheaper sizes (discriminator width, inner steps, schedules) are listed per "
         "method in RELEASE.digits_mini with the reason.",

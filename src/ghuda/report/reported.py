@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ghuda.pipeline.config import ConfigError, validate_schema
+from ghuda.pipeline.config import ConfigError, load_yaml, validate_schema
 
 NOT_RECORDED = "not recorded"
 AVG = "avg"
@@ -70,11 +68,6 @@ class ReportedNumbers:
 def load_reported(path: str | os.PathLike[str]) -> ReportedNumbers:
     """Read and validate a reported-numbers file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = load_yaml(path)
     validate_schema(data, source=str(path), schema="reported.schema.yaml", fill_defaults=False)
     return ReportedNumbers(data, origin=str(path))

@@ -8,9 +8,9 @@ number of positive anchors), its eval forward decodes boxes and applies per-clas
 
 - ``small_cnn`` (det_mini): a 5-conv CNN with BatchNorm giving 16x16, 8x8 and 4x4 maps of a
   64 px input, anchors sized for 14-30 px glyphs.
-- ``resnet50`` (PASCAL VOC, DSSD321-sized input): torchvision's ResNet-50 (ImageNet weights
+- ``resnet50`` (PASCAL VOC, DSSD320-sized input): torchvision's ResNet-50 (ImageNet weights
   through `ghuda.models.torchvision_backbones`' cache), maps from layer2 / layer3 / layer4 plus
-  three extra stride-2 blocks (41, 21, 11, 6, 3, 1 at 321 px), SSD's anchor layout. Plain SSD
+  three extra stride-2 blocks (40, 20, 10, 5, 3, 1 at 320 px), SSD's anchor layout. Plain SSD
   heads: DSSD's deconvolution and prediction modules are not implemented (FIDELITY).
 """
 

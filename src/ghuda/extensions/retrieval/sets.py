@@ -114,14 +114,52 @@ def queries(split: Split, mods: Sequence[Mod] | None = None) -> EvalSet:
     return EvalSet(split.images, split.captions, sources, texts, targets)
 
 
+PAIRINGS = ("released", "independent")
+
+
 def train_batches(split: Split, mods: Sequence[Mod], batch_size: int,
-                  seed: int) -> Iterator[dict[str, Any]]:
-    """Training batches forever: each sample a random mod, then a random pair of it (numpy
-    Generator seeded by `seed`)."""
+                  seed: int, pairing: str = "independent") -> Iterator[dict[str, Any]]:
+    """Training batches forever (numpy Generator seeded by `seed`).
+
+    ``independent``: each sample a random mod, then a random pair of it. ``released``
+    (Retrieval/datasets.py 136-159): samples alternate a fresh query (random mod, random
+    pair) with a second query on the SAME source image under another mod that has it as a
+    source (a fresh query again when there is none), so a batch holds same-source pairs and
+    the triplet negatives include the other modification of one's own source image."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing {pairing!r}; allowed: {', '.join(PAIRINGS)}")
     rng = np.random.default_rng(seed)
+    if pairing == "independent":  # the draws of ghuda's committed css_mini runs, unchanged
+        while True:
+            picks = [mods[i] for i in rng.integers(len(mods), size=batch_size)]
+            pair = [int(rng.integers(len(m.sources))) for m in picks]
+            yield {"source": split.images.get([m.sources[k] for m, k in
+                                               zip(picks, pair, strict=True)]),
+                   "target": split.images.get([m.targets[k] for m, k in
+                                               zip(picks, pair, strict=True)]),
+                   "texts": [m.text for m in picks]}
+    by_source: dict[int, list[tuple[int, int]]] = {}
+    for i, m in enumerate(mods):
+        for k, src in enumerate(m.sources):
+            by_source.setdefault(int(src), []).append((i, k))
+    last: tuple[int, int] | None = None  # (mod, pair) of the pending first query
     while True:
-        picks = [mods[i] for i in rng.integers(len(mods), size=batch_size)]
-        pair = [int(rng.integers(len(m.sources))) for m in picks]
-        yield {"source": split.images.get([m.sources[k] for m, k in zip(picks, pair, strict=True)]),
-               "target": split.images.get([m.targets[k] for m, k in zip(picks, pair, strict=True)]),
-               "texts": [m.text for m in picks]}
+        chosen: list[tuple[int, int]] = []
+        for _ in range(batch_size):
+            second = None
+            if last is not None:
+                src = int(mods[last[0]].sources[last[1]])
+                options = [o for o in by_source.get(src, []) if o[0] != last[0]]
+                if options:
+                    second = options[int(rng.integers(len(options)))]
+            if second is not None:
+                chosen.append(second)
+                last = None
+            else:
+                i = int(rng.integers(len(mods)))
+                chosen.append((i, int(rng.integers(len(mods[i].sources)))))
+                last = chosen[-1]
+        picks = [(mods[i], k) for i, k in chosen]
+        yield {"source": split.images.get([m.sources[k] for m, k in picks]),
+               "target": split.images.get([m.targets[k] for m, k in picks]),
+               "texts": [m.text for m, _ in picks]}
