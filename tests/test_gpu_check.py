@@ -33,7 +33,7 @@ def test_quick_cpu_run_writes_every_section(tmp_path, digits_mini_root):
     assert all(r["status"] == "completed" for r in digits.values())
     backbone = {(r["dataset"], r["backbone"]) for r in rows if r["section"] == "backbone"
                 and r["status"] == "completed"}
-    assert backbone == {("office31", "tiny_vit"), ("digits", "digit_cnn")}
+    assert backbone == {("office31", "tiny_vit"), ("digits", "lenet")}
     loader = {r["name"]: r for r in rows if r["section"] == "loader"}
     assert set(loader) == {"cdan+data", "cdan+decoded", "cdan+cached"}
     assert float(loader["cdan+cached"]["vs_plain"]) == 1.0
