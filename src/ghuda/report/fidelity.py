@@ -50,6 +50,13 @@ ENGINE_ITEMS = (
 )
 
 
+def method_param(run_config: Mapping[str, Any], name: str) -> Any:
+    """The effective method parameter `name` of a resolved run config: the config's value,
+    else the method's released default (its constructor's)."""
+    cls = methods.get(run_config["method"]["name"])
+    return {**released_params(cls), **run_config["method"].get("params", {})}.get(name)
+
+
 def _value(item: Item, run_config: Mapping[str, Any]) -> Any:
     """ghuda's effective value of `item.switch` in one resolved run config (None for an item
     without a switch)."""
@@ -57,9 +64,7 @@ def _value(item: Item, run_config: Mapping[str, Any]) -> Any:
         return None
     section, _, key = item.switch.partition(".")
     if section == "method":
-        cls = methods.get(run_config["method"]["name"])
-        name = key.removeprefix("params.")
-        return {**released_params(cls), **run_config["method"].get("params", {})}.get(name)
+        return method_param(run_config, key.removeprefix("params."))
     if item.switch == "model.options.weights":
         if run_config["model"].get("backbone") != "vit_b16":
             return None

@@ -293,13 +293,10 @@ REGIME_ITEMS = (
 def _setting(item: RegimeItem, run_config: Mapping[str, Any]) -> Any:
     """ghuda's value of `item` in one resolved run config (method params: released default
     unless the config sets one)."""
-    from ghuda import methods
-    from ghuda.methods.release import released_params
+    from ghuda.report.fidelity import method_param
 
     if item.key.startswith("method.params."):
-        name = item.key.removeprefix("method.params.")
-        cls = methods.get(run_config["method"]["name"])
-        return {**released_params(cls), **run_config["method"].get("params", {})}.get(name)
+        return method_param(run_config, item.key.removeprefix("method.params."))
     value: Any = run_config
     for part in item.key.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
