@@ -118,14 +118,24 @@ def test_regime_table_reads_every_rung_from_its_run_configs():
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "ladder.yaml")
     table = regime_fidelity_table(config)
-    rows = {r[0]: r[2:6] for r in table.rows}
-    assert rows["backbone"] == ["**digit_cnn**", *["**efficientnet_lite0**"] * 3]
-    assert rows["ImageNet-pretrained"] == ["**false**", "true", "true", "true"]
-    assert rows["reversal schedule horizon (iterations)"] == [
-        "**the run's steps**", "**the run's steps**", "10000", "10000"]
-    assert rows["frozen backbone stages"][0] == "0 (all trained)"
-    assert rows["base learning rate"] == ["**0.01**", "0.001", "0.001", "0.001"]
-    assert "mnist→optdigits" in table.columns[5]
+    rungs = list(config["datasets"])
+    assert len(table.columns) == len(rungs) + 3
+    rows = {r[0]: dict(zip(rungs, r[2:2 + len(rungs)], strict=True)) for r in table.rows}
+    scratch = [r for r in rungs
+               if config["datasets"][r]["run"]["model"]["backbone"] == "digit_cnn"]
+    assert scratch == ["rung0", "rung0b"]  # the rungs below the pretrained ones
+    for rung in rungs:
+        pretrained = rung not in scratch
+        assert rows["backbone"][rung] == ("**efficientnet_lite0**" if pretrained
+                                          else "**digit_cnn**")
+        assert rows["ImageNet-pretrained"][rung] == ("true" if pretrained else "**false**")
+    # one factor per rung: 0b moves the learning rate, 2 the reversal horizon
+    assert rows["base learning rate"] == {"rung0": "**0.01**", **{
+        r: "0.001" for r in rungs[1:]}}
+    assert [rows["reversal schedule horizon (iterations)"][r] for r in rungs] == [
+        "**the run's steps**"] * 3 + ["10000"] * 2
+    assert rows["frozen backbone stages"]["rung0"] == "0 (all trained)"
+    assert "mnist→optdigits" in table.columns[2 + rungs.index("rung3")]
     assert "Regime ladder" in fidelity_markdown(
         load_config(Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"), config)
 

@@ -280,8 +280,8 @@ REGIME_ITEMS = (
                "rung 0: 256, digits-mini's cost setting (RELEASE.digits_mini)"),
     RegimeItem("reversal schedule horizon (iterations)", "10000",
                "cdan/network.py ~404-409", "method.params.grl_max_iter", 10000.0,
-               "rungs 0-1: the run's own length (Ganin's i / steps), digits-mini's setting; "
-               "rung 2 moves exactly this factor", absent="the run's steps"),
+               "rungs 0, 0b and 1: the run's own length (Ganin's i / steps), digits-mini's "
+               "setting; rung 2 moves exactly this factor", absent="the run's steps"),
     RegimeItem("iterations", "8004 (VisDA 15002)", "REFERENCE 1.5", "train.steps", 8004,
                "CPU budget: the pretrained rungs run the opening 100 iterations of the "
                "released schedules (configs/ladder.yaml)"),
