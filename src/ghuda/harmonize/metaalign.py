@@ -60,18 +60,18 @@ from ghuda.harmonize.base import (
     check_scales,
     read_stats,
 )
-from ghuda.harmonize.grads import Grads, accumulate_grad, check_loss, scope, unique
+from ghuda.harmonize.grads import (
+    Grads,
+    accumulate_grad,
+    check_loss,
+    loss_gradients,
+    scope,
+    unique,
+)
 from ghuda.harmonize.numerics import NonFiniteGradientError, add_to, linear_combination, pair_stats
 from ghuda.harmonize.registry import register
 
 STARTS = ("second", "first")
-
-
-def _grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads:
-    if not loss.requires_grad:
-        return [None] * len(tensors)
-    return list(torch.autograd.grad(loss.reshape(()), tensors, retain_graph=retain_graph,
-                                    allow_unused=True))
 
 
 def _update_sq(ga: Grads, sa: float, gb: Grads, sb: float, like: Sequence[Tensor]) -> Tensor:
@@ -159,8 +159,9 @@ class MetaAlign(Harmonizer):
         losses, names = (loss1, loss2), (la.first, la.second)
 
         # gradients at w: the meta-train loss always, the other one for the statistics only
-        ga = _grads(losses[ia], tensors, retain_graph=with_stats or retain_graph)
-        gb_w = _grads(losses[ib], tensors, retain_graph=retain_graph) if with_stats else None
+        ga = loss_gradients(losses[ia], tensors, retain_graph=with_stats or retain_graph)
+        gb_w = (loss_gradients(losses[ib], tensors, retain_graph=retain_graph)
+                if with_stats else None)
 
         # look-ahead weights w' = w - meta_lr * lr * s_a * grad L_a(w)  (inner gradient constant)
         fast: dict[str, Tensor] = {}
@@ -172,7 +173,7 @@ class MetaAlign(Harmonizer):
         if names[ib] not in reevaluated:
             raise ValueError(f"harmonizer 'metaalign' ({la.where}): reevaluate returned "
                              f"{sorted(reevaluated)}, without the pair's loss {names[ib]!r}")
-        gb = _grads(reevaluated[names[ib]] * la.loss_scale, tensors, retain_graph=False)
+        gb = loss_gradients(reevaluated[names[ib]] * la.loss_scale, tensors, retain_graph=False)
 
         try:
             pair_stats(ga, gb)  # finiteness of both parts of the update (one sync)
