@@ -13,10 +13,15 @@ released, or "sum": parameters outside `measure` get the plain sum; `VectorHarmo
 `ghuda.harmonize.base` documents the backward semantics (measure scope, accumulation into
 ``.grad``) and the fallback of every degenerate case.
 
+Modules by concern: `types` (what `backward` receives and returns, the device read-back),
+`base` (the `Harmonizer` interface), `vector` and `elementwise` (the two families' steps),
+`tradeoff` (the GH++ family's option `t`), `grads`, `flat` and `numerics` (shared gradient
+machinery), then one module per registered harmonizer.
+
 Adding a harmonizer: one module in this package with a class decorated by
 ``@register("name")`` (found on import, no list to edit), or a module outside named in
 ``$GHUDA_PLUGINS`` (`ghuda.registry`). A harmonizer that owns its own step subclasses
-`Harmonizer`.
+`Harmonizer` and implements `accumulate`.
 """
 
 from __future__ import annotations
@@ -25,18 +30,13 @@ from typing import Any
 
 from torch import Tensor
 
-from ghuda.harmonize.base import (
-    Coefficients,
-    ConflictHarmonizer,
-    ElementwiseHarmonizer,
-    Harmonized,
-    Harmonizer,
-    NonFiniteGradientError,
-    PairStats,
-    StepContext,
-    VectorHarmonizer,
-)
+from ghuda.harmonize.base import Harmonizer
+from ghuda.harmonize.elementwise import ElementwiseHarmonizer
+from ghuda.harmonize.numerics import NonFiniteGradientError, PairStats
 from ghuda.harmonize.registry import REGISTRY, make, names, register
+from ghuda.harmonize.tradeoff import TradeOffHarmonizer
+from ghuda.harmonize.types import BackwardCall, Harmonized, StepContext
+from ghuda.harmonize.vector import Coefficients, ConflictHarmonizer, VectorHarmonizer
 
 REGISTRY.discover()
 
@@ -47,6 +47,7 @@ def harmonize(name: str, g1: Tensor, g2: Tensor, **options: Any) -> Harmonized:
 
 
 __all__ = [
+    "BackwardCall",
     "Coefficients",
     "ConflictHarmonizer",
     "ElementwiseHarmonizer",
@@ -55,6 +56,7 @@ __all__ = [
     "NonFiniteGradientError",
     "PairStats",
     "StepContext",
+    "TradeOffHarmonizer",
     "VectorHarmonizer",
     "harmonize",
     "make",

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import ElementwiseHarmonizer
+from ghuda.harmonize.elementwise import ElementwiseHarmonizer
 from ghuda.harmonize.registry import register
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import ElementwiseHarmonizer
+from ghuda.harmonize.elementwise import ElementwiseHarmonizer
 from ghuda.harmonize.registry import register
 
 

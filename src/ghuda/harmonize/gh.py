@@ -10,9 +10,9 @@ antiparallel gradients give ``h1 = h2 = 0`` (each is its own projection) — a z
 which is the exact limit, not a fallback.
 """
 
-from ghuda.harmonize.base import Coefficients, ConflictHarmonizer
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
+from ghuda.harmonize.vector import Coefficients, ConflictHarmonizer
 
 
 @register("gh")

@@ -25,10 +25,10 @@ import math
 
 import torch
 
-from ghuda.harmonize.base import Coefficients
-from ghuda.harmonize.ghpp import TradeOffHarmonizer
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
+from ghuda.harmonize.tradeoff import TradeOffHarmonizer
+from ghuda.harmonize.vector import Coefficients
 
 # sqrt(float32 eps) ~ 3.5e-4, i.e. within ~0.02 degrees of 180: below it the rotation plane is
 # known to fewer than ~4 significant digits in float32.

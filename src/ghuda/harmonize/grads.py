@@ -91,7 +91,9 @@ def check_loss(loss: Tensor, which: str) -> None:
         raise ValueError(f"harmonizer backward: {which} must be a scalar tensor, got {shape}")
 
 
-def _grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads:
+def loss_gradients(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads:
+    """grad `loss` for each of `tensors` in one backward pass (None where `loss` does not
+    reach a tensor, all None when it requires no grad)."""
     if not loss.requires_grad:
         return [None] * len(tensors)
     return list(torch.autograd.grad(loss.reshape(()), tensors, retain_graph=retain_graph,
@@ -105,8 +107,8 @@ def task_gradients(loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
     check_loss(loss2, "loss2")
     param_list, measure_list = scope(params, measure)
     tensors = unique([*param_list, *measure_list])
-    g1 = _grads(loss1, tensors, retain_graph=True)
-    g2 = _grads(loss2, tensors, retain_graph=keep_graph)
+    g1 = loss_gradients(loss1, tensors, retain_graph=True)
+    g2 = loss_gradients(loss2, tensors, retain_graph=keep_graph)
     return GradientPair(tensors, param_list, measure_list, g1, g2)
 
 

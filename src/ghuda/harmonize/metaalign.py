@@ -46,32 +46,26 @@ more backward). MetaAlign has no flat-gradient form: `harmonize` raises.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import (
-    Harmonized,
-    Harmonizer,
-    Stats,
-    StepContext,
-    check_scales,
-    read_stats,
+from ghuda.harmonize.base import Harmonizer
+from ghuda.harmonize.grads import (
+    Grads,
+    accumulate_grad,
+    check_loss,
+    loss_gradients,
+    scope,
+    unique,
 )
-from ghuda.harmonize.grads import Grads, accumulate_grad, check_loss, scope, unique
 from ghuda.harmonize.numerics import NonFiniteGradientError, add_to, linear_combination, pair_stats
 from ghuda.harmonize.registry import register
+from ghuda.harmonize.types import BackwardCall, Harmonized, Stats, StepContext, read_stats
 
 STARTS = ("second", "first")
-
-
-def _grads(loss: Tensor, tensors: Sequence[Tensor], retain_graph: bool) -> Grads:
-    if not loss.requires_grad:
-        return [None] * len(tensors)
-    return list(torch.autograd.grad(loss.reshape(()), tensors, retain_graph=retain_graph,
-                                    allow_unused=True))
 
 
 def _update_sq(ga: Grads, sa: float, gb: Grads, sb: float, like: Sequence[Tensor]) -> Tensor:
@@ -135,20 +129,17 @@ class MetaAlign(Harmonizer):
                         "look-ahead weights, so it has no form on two flat gradients; train "
                         "through the engine, which calls backward(..., context=StepContext(...))")
 
-    def backward(self, loss1: Tensor, loss2: Tensor, params: Iterable[Tensor],
-                 measure: Iterable[Tensor] | None = None, *, retain_graph: bool = False,
-                 with_stats: bool = True, scales: Sequence[float] = (1.0, 1.0),
-                 context: StepContext | None = None) -> Stats:
+    def accumulate(self, call: BackwardCall) -> Stats:
         """Accumulate ``s_a grad L_a(w) + s_b grad L_b(w')`` into ``.grad`` of `params`.
 
         Statistics (when `with_stats`) compare grad L1 and grad L2 at w on the measure scope;
         ``w1 = w2 = None``; `norm_update` is the norm of the written update on that scope.
         """
-        la = self._check(context)
-        s = check_scales(scales)
-        check_loss(loss1, "loss1")
-        check_loss(loss2, "loss2")
-        param_list, measure_list = scope(params, measure)
+        la = self._check(call.context)
+        s = call.scales
+        check_loss(call.loss1, "loss1")
+        check_loss(call.loss2, "loss2")
+        param_list, measure_list = scope(call.params, call.measure)
         if len(la.names) != len(param_list) or len(la.lrs) != len(param_list):
             raise ValueError(f"harmonizer 'metaalign' ({la.where}): the step context has "
                              f"{len(la.names)} names and {len(la.lrs)} learning rates for "
@@ -156,11 +147,12 @@ class MetaAlign(Harmonizer):
         tensors = unique([*param_list, *measure_list])
         a_first = self.meta_train_is_first(la.first, la.second)
         ia, ib = (0, 1) if a_first else (1, 0)
-        losses, names = (loss1, loss2), (la.first, la.second)
+        losses, names = (call.loss1, call.loss2), (la.first, la.second)
 
         # gradients at w: the meta-train loss always, the other one for the statistics only
-        ga = _grads(losses[ia], tensors, retain_graph=with_stats or retain_graph)
-        gb_w = _grads(losses[ib], tensors, retain_graph=retain_graph) if with_stats else None
+        ga = loss_gradients(losses[ia], tensors, retain_graph=call.with_stats or call.retain_graph)
+        gb_w = (loss_gradients(losses[ib], tensors, retain_graph=call.retain_graph)
+                if call.with_stats else None)
 
         # look-ahead weights w' = w - meta_lr * lr * s_a * grad L_a(w)  (inner gradient constant)
         fast: dict[str, Tensor] = {}
@@ -172,7 +164,7 @@ class MetaAlign(Harmonizer):
         if names[ib] not in reevaluated:
             raise ValueError(f"harmonizer 'metaalign' ({la.where}): reevaluate returned "
                              f"{sorted(reevaluated)}, without the pair's loss {names[ib]!r}")
-        gb = _grads(reevaluated[names[ib]] * la.loss_scale, tensors, retain_graph=False)
+        gb = loss_gradients(reevaluated[names[ib]] * la.loss_scale, tensors, retain_graph=False)
 
         try:
             pair_stats(ga, gb)  # finiteness of both parts of the update (one sync)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ghuda.harmonize.base import FALLBACKS, Coefficients, VectorHarmonizer
 from ghuda.harmonize.numerics import PairStats
 from ghuda.harmonize.registry import register
+from ghuda.harmonize.types import FALLBACKS
+from ghuda.harmonize.vector import Coefficients, VectorHarmonizer
 
 
 def pcgrad_coefficients(gram: Tensor) -> Tensor:
