@@ -23,7 +23,7 @@ PLUGIN = textwrap.dedent('''
     from torch import nn
 
     from ghuda.methods import Method, Stage, register
-    from ghuda.methods.common import cross_entropy
+    from ghuda.methods.losses import cross_entropy
 
 
     @register("toy_plugin")
