@@ -12,15 +12,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from method_toys import build, toy_batch
 
-from ghuda.methods.common import (
-    RandomizedMultilinearMap,
+from ghuda.methods.dwl import DynamicWeight, lda_criterion
+from ghuda.methods.losses import (
     class_balance_entropy,
     classifier_discrepancy,
     entropy,
     entropy_weighted_domain_loss,
-    multilinear_map,
 )
-from ghuda.methods.dwl import DynamicWeight, lda_criterion
+from ghuda.methods.networks import RandomizedMultilinearMap, multilinear_map
 from ghuda.methods.ssrt import diversity_dropped, self_refinement_loss
 
 probs_strategy = st.integers(0, 10_000).map(

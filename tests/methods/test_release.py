@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ghuda import methods
-from ghuda.methods.release import released_params
+from ghuda.methods.release import SCRIPT_DATASETS, released_params
 from ghuda.pipeline.config import load_config
 from ghuda.pipeline.grid import expand_runs
 
@@ -33,11 +33,21 @@ def test_paper_config_uses_the_released_values():
     problems = []
     for run in _runs("paper.yaml"):
         cls = methods.get(run.method)
-        if run.dataset in cls.RELEASE.not_released:
+        if not cls.RELEASE.covers(run.dataset):
             continue
         for diff in _differences(run.run_config, cls.RELEASE.expected(run.dataset, run.task)):
             problems.append(f"{run.dataset} {run.task} {run.method}: {diff}")
     assert not sorted(set(problems))
+
+
+def test_release_coverage_is_stated_once_per_script():
+    for name in methods.names():
+        script = methods.get(name).RELEASE.script
+        assert script is None or script in SCRIPT_DATASETS, name
+    dann = methods.get("dann").RELEASE  # trained by the released CDAN script
+    assert dann.covers("office31")
+    assert not dann.covers("digits")
+    assert not methods.get("source_only").RELEASE.covers("office31")  # no released script
 
 
 def test_paper_config_keeps_every_switch_released():

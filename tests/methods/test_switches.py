@@ -10,8 +10,10 @@ from method_toys import build, toy_batch
 from ghuda import methods
 from ghuda.engine.optim import GroupOptimizers
 from ghuda.methods.base import StepInfo
-from ghuda.methods.common import domain_bce, grl_coeff, script_crop
+from ghuda.methods.grl import grl_coeff
+from ghuda.methods.losses import domain_bce
 from ghuda.methods.release import released_params
+from ghuda.methods.script import script_crop
 from ghuda.models.heads import grl_coefficient
 
 LABELS = torch.tensor([1.0, 1.0, 0.0, 0.0])
@@ -98,7 +100,7 @@ def test_dann_forward_switch():
     # per-domain batch norm: with a BN backbone the two forwards give different features
     from torch import nn
 
-    from ghuda.methods.common import joint_forward, separate_forward
+    from ghuda.methods.networks import joint_forward, separate_forward
 
     backbone = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4))
     batch = toy_batch()

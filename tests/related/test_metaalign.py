@@ -12,7 +12,7 @@ from torch import Tensor, nn
 import ghuda.harmonize as H
 from ghuda.harmonize import StepContext
 from ghuda.harmonize.metaalign import MetaAlign
-from ghuda.methods.common import reevaluator
+from ghuda.methods.lookahead import reevaluator
 
 A0, B0 = 0.7, -1.3
 LRS = {"a": 0.1, "b": 0.05}

@@ -1,22 +1,32 @@
 """The new names train 20 iterations on digits-mini through the engine and `ghuda train`;
 metrics.json states the harmonizer's extra passes; MetaAlign gets the right learning rates and
 its roles survive a crash and resume; CGDM's pseudo-labels come from target images only and
-survive a resume too."""
+survive a resume too; `Stage.reevaluate` is optional (a new method without it trains, and
+MetaAlign names it), complete where given, and given by every method a config trains with
+MetaAlign."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import META_LR, TINY
+from torch import Tensor, nn
 
-from ghuda import cli, methods
+from ghuda import cli, methods, models
 from ghuda.engine.optim import schedule
 from ghuda.engine.trainer import Trainer
 from ghuda.harmonize.metaalign import MetaAlign
+from ghuda.methods import Batch, Method, Pair, Stage, StepInfo
 from ghuda.methods.cgdm import CGDM
+from ghuda.methods.losses import cross_entropy, entropy
+from ghuda.pipeline.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 PAIR_KEYS = {"first", "second", "cos", "angle_deg", "conflict", "w1", "w2", "norm1", "norm2",
              "norm_update", "fallback"}
@@ -167,23 +177,84 @@ def test_ghuda_train_runs_cgdm_with_metaalign(digits_mini_root, tmp_path, capsys
     assert (metrics["cost"]["extra_forward"], metrics["cost"]["extra_backward"]) == (1, 1)
 
 
-def test_every_method_with_a_harmonized_pair_supports_metaalign():
-    """The list in ghuda.harmonize.metaalign: every harmonized stage has `reevaluate`."""
-    from ghuda import models
-    from ghuda.methods.base import Batch, StepInfo
+def _configured_with(harmonizer: str) -> set[str]:
+    """Methods that a pipeline config (configs/*.yaml with a grid) trains with `harmonizer`."""
+    out: set[str] = set()
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        if "grid" not in yaml.safe_load(path.read_text()):
+            continue
+        config = load_config(path)
+        for block in config["grid"]:
+            if any(config["variants"][v]["harmonizer"] == harmonizer for v in block["variants"]):
+                out |= set(block["methods"])
+    return out
 
-    supported = set()
-    for name in methods.names():
-        vit = methods.get(name).requires_backbone == "vit"
-        backbone = models.build_backbone("tiny_vit" if vit else "digit_cnn")
-        method = methods.build(name, backbone, backbone.feature_dim, 10)
-        method.train()
-        gen = torch.Generator().manual_seed(0)
-        batch = Batch(torch.randn(4, 3, 32, 32, generator=gen), torch.arange(4),
-                      torch.randn(4, 3, 32, 32, generator=gen), torch.arange(4))
-        stages = [s for s in method.stages(batch, StepInfo(1, 10)) if s.pairs]
-        if stages and all(s.reevaluate is not None for s in stages):
-            supported.add(name)
-        elif stages:
-            raise AssertionError(f"{name}: a harmonized stage lacks reevaluate")
-    assert supported == {"dann", "cdan", "gvb", "mcd", "dwl", "ssrt", "cgdm"}
+
+def _harmonized_stages(name: str) -> list[Stage]:
+    vit = methods.get(name).requires_backbone == "vit"
+    backbone = models.build_backbone("tiny_vit" if vit else "digit_cnn")
+    method = methods.build(name, backbone, backbone.feature_dim, 10)
+    method.train()
+    gen = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(4, 3, 32, 32, generator=gen), torch.arange(4),
+                  torch.randn(4, 3, 32, 32, generator=gen), torch.arange(4))
+    return [s for s in method.stages(batch, StepInfo(1, 10)) if s.pairs]
+
+
+def check_reevaluate(name: str, required: set[str]) -> None:
+    """`Stage.reevaluate` is optional (MetaAlign then refuses the method, naming the stage);
+    where given it recomputes every harmonized loss, and a method the configs train with
+    MetaAlign gives it on every harmonized stage."""
+    for stage in _harmonized_stages(name):
+        if stage.reevaluate is None:
+            assert name not in required, f"{name}: stage {stage.name!r} lacks reevaluate"
+            continue
+        losses = stage.reevaluate({})
+        for pair in stage.pairs:
+            for loss in (pair.first, pair.second):
+                assert torch.isfinite(losses[loss]), (name, stage.name, loss)
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_reevaluate_is_optional_and_complete_where_given(name):
+    check_reevaluate(name, _configured_with("metaalign"))
+
+
+def test_the_configs_train_some_method_with_metaalign():
+    assert _configured_with("metaalign")
+
+
+class NoLookahead(Method):
+    """A new method with a harmonized pair and no `Stage.reevaluate` (like docs/extending.md's
+    example): target entropy against source cross-entropy."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__(backbone, feature_dim, num_classes)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"backbone": list(self.backbone.parameters()),
+                "classifier": list(self.head.parameters())}
+
+    def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
+        probs = self.predict(batch.x_tgt).float().softmax(dim=1)
+        losses = {"transfer": entropy(probs).mean(),
+                  "cls": cross_entropy(self.predict(batch.x_src), batch.y_src)}
+        yield Stage("main", losses, step=tuple(self.param_groups()),
+                    pairs=(Pair("transfer", "cls", ("backbone",)),))
+
+    def predict(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def test_a_new_method_without_reevaluate_passes_and_metaalign_names_it(tiny_cfg, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(methods.REGISTRY, "_classes", dict(methods.REGISTRY._classes))
+    methods.register("no_lookahead")(NoLookahead)
+    check_reevaluate("no_lookahead", _configured_with("metaalign"))
+    trainer = Trainer(tiny_cfg("method.name=no_lookahead", "harmonizer.name=gh"), tmp_path,
+                      bar=False)
+    assert any(r["pairs"] for r in _check_run(trainer.run(), tmp_path, "gh"))
+    with pytest.raises(ValueError, match=r"has no Stage\.reevaluate"):
+        Trainer(tiny_cfg("method.name=no_lookahead", *METAALIGN), tmp_path / "metaalign",
+                bar=False).run()

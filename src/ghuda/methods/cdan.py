@@ -17,7 +17,7 @@ Losses (one stage "main" per iteration, every group stepped):
 - ``cls``: cross-entropy on the labelled source batch;
 - ``transfer``: entropy-conditioned domain BCE (source 1, target 0); sample weights
   ``1 + exp(-H(g))``, normalised within each domain; the gradient reaching H passes a GRL with
-  the same coefficient (`common.entropy_weighted_domain_loss`).
+  the same coefficient (`losses.entropy_weighted_domain_loss`).
 
 Harmonized pair (REFERENCE 1.4): L1 = ``transfer`` (unscaled), L2 = ``cls``, measured on
 ``backbone + bottleneck + classifier`` (everything but the discriminator); the update is
@@ -47,45 +47,39 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ghuda.methods import release
-from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    ClassifierHead,
-    RandomizedMultilinearMap,
+from ghuda.methods.base import Batch, Pair, Stage, StepInfo
+from ghuda.methods.checks import check_positive
+from ghuda.methods.dann import DIGITS_MINI_GRL
+from ghuda.methods.grl import grl_coeff
+from ghuda.methods.losses import (
     adversarial_monitor,
-    check_positive,
-    check_switches,
     cross_entropy,
     entropy,
     entropy_weighted_domain_loss,
-    grl_coeff,
-    init_kind,
-    multilinear_map,
-    params_of,
-    reevaluator,
-    script_crop,
-    script_optimizer,
 )
-from ghuda.methods.dann import DIGITS_MINI_GRL
+from ghuda.methods.networks import RandomizedMultilinearMap, multilinear_map
 from ghuda.methods.registry import register
+from ghuda.methods.script import ScriptMethod, init_kind
 from ghuda.models.heads import discriminator, reverse_gradient
 
 
 @register("cdan")
-class CDAN(Method):
+class CDAN(ScriptMethod):
     """CDAN+E; see the module docstring for losses, pair, groups and defaults."""
 
     label: ClassVar[str] = "CDAN+E"
+    EXTRA_GROUPS: ClassVar[tuple[str, ...]] = ("discriminator",)
 
     RELEASE: ClassVar[release.Release] = release.Release(
-        train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
-        tasks=release.CDAN_SCRIPT_TASKS, not_released=("digits", "domainnet"),
+        script="cdan", train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
+        tasks=release.CDAN_SCRIPT_TASKS,
         digits_mini={
             "bottleneck_dim": release.Cheaper(0, "chosen on source validation (digit CNN)"),
             "disc_hidden": release.Cheaper(256, "cost: at 1024 the discriminator's two hidden "
@@ -100,42 +94,23 @@ class CDAN(Method):
                  grl_max_iter: float | None = 10000.0, domain_loss: str = "released",
                  init: str = "released", optimizer: str = "released",
                  augment: str = "released", grl_counter: str = "released") -> None:
-        super().__init__(backbone, feature_dim, num_classes)
         check_positive("cdan", random_dim=random_dim, disc_hidden=disc_hidden)
-        check_switches("cdan", domain_loss=domain_loss, init=init, optimizer=optimizer,
-                       augment=augment, grl_counter=grl_counter)
+        super().__init__(backbone, feature_dim, num_classes, bottleneck_dim,
+                         domain_loss=domain_loss, init=init, optimizer=optimizer,
+                         augment=augment, grl_counter=grl_counter)
         self.bce_form = "bce" if domain_loss == release.RELEASED else domain_loss
-        self.optimizer, self.grl_counter = optimizer, grl_counter
+        self.grl_counter = grl_counter
         if grl_max_iter is not None:
             check_positive("cdan", grl_max_iter=grl_max_iter)
         if trade_off < 0:
             raise ValueError(f"method 'cdan': trade_off must be >= 0, got {trade_off}")
         self.trade_off = float(trade_off)
         self.grl_max_iter = grl_max_iter
-        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim, init_kind(init))
         dim = self.head.out_dim
         self.random_map = (RandomizedMultilinearMap(dim, num_classes, random_dim)
                            if randomized else None)
         self.discriminator = discriminator(random_dim if randomized else dim * num_classes,
                                            disc_hidden, init=init_kind(init))
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": params_of(self.backbone), **self.head.groups(),
-                "discriminator": params_of(self.discriminator)}
-
-    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
-        return script_optimizer(list(self.param_groups()), self.optimizer)
-
-    @classmethod
-    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
-        return script_crop(params.get("augment", "released"), domain, per_domain=True)
-
-    def features(self, x: Tensor) -> Tensor:
-        """The bottleneck features the discriminator conditions on."""
-        return self.head.embed(self.backbone(x))
-
-    def predict(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))[1]
 
     def joint(self, features: Tensor, probs: Tensor) -> Tensor:
         """The discriminator input T(f, g)."""
@@ -160,11 +135,7 @@ class CDAN(Method):
         return {"transfer": transfer, "cls": cross_entropy(src[1], batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
-        groups = tuple(self.param_groups())
-        measure = tuple(g for g in groups if g != "discriminator")
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter),
                      grl_coeff(info, self.grl_max_iter))
-        pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
-        monitor: dict[str, Tensor | float] = {}
-        yield Stage("main", fn(monitor=monitor), step=groups, pairs=(pair,),
-                    reevaluate=reevaluator(self, fn), monitor=monitor)
+        pair = Pair("transfer", "cls", self.generator_groups(), scales=(self.trade_off, 1.0))
+        yield self.adversarial_stage(fn, (pair,))

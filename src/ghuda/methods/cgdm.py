@@ -56,12 +56,8 @@ from torch import Tensor, nn
 
 from ghuda.methods import release
 from ghuda.methods.base import Batch, StepInfo
-from ghuda.methods.common import (
-    check_positive,
-    class_balance_entropy,
-    cross_entropy,
-    entropy,
-)
+from ghuda.methods.checks import check_positive
+from ghuda.methods.losses import class_balance_entropy, cross_entropy, entropy
 from ghuda.methods.mcd import MCD
 from ghuda.methods.registry import register
 
@@ -141,7 +137,6 @@ class CGDM(MCD):
     # optimizers and schedule.
     RELEASE: ClassVar[release.Release] = release.Release(
         train=MCD.RELEASE.train,
-        not_released=("office31", "office_home", "visda2017", "digits", "domainnet"),
         digits_mini={
             "trade_off": release.Cheaper(0.3, "MCD's released Digits value"),
             "num_k": release.Cheaper(1, "cost, as for mcd"),

@@ -18,26 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from ghuda.methods import release
-from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    ClassifierHead,
-    check_switches,
-    cross_entropy,
-    domain_adversarial_loss,
-    grl_coeff,
-    init_kind,
-    joint_forward,
-    reevaluator,
-    script_crop,
-    script_optimizer,
-    separate_forward,
-)
+from ghuda.methods.base import Batch, Pair, Stage, StepInfo
+from ghuda.methods.grl import grl_coeff
+from ghuda.methods.losses import cross_entropy, domain_adversarial_loss
+from ghuda.methods.networks import joint_forward, separate_forward
 from ghuda.methods.registry import register
+from ghuda.methods.script import ScriptMethod, init_kind
 from ghuda.models.heads import discriminator
 
 DIGITS_MINI_GRL = release.Cheaper(
@@ -46,15 +37,16 @@ DIGITS_MINI_GRL = release.Cheaper(
 
 
 @register("dann")
-class DANN(Method):
+class DANN(ScriptMethod):
     """`grl_max_iter` None stretches the reversal schedule over the run (Ganin's progress
     ``i / total``); the released code uses 10000 for 8004 iterations."""
 
     label: ClassVar[str] = "DANN"
+    EXTRA_GROUPS: ClassVar[tuple[str, ...]] = ("discriminator",)
 
     RELEASE: ClassVar[release.Release] = release.Release(
-        train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
-        tasks=release.CDAN_SCRIPT_TASKS, not_released=("digits", "domainnet"),
+        script="cdan", train=release.SCRIPT_TRAIN, datasets=release.CDAN_SCRIPT_DATASETS,
+        tasks=release.CDAN_SCRIPT_TASKS,
         digits_mini={
             "bottleneck_dim": release.Cheaper(0, "chosen on source validation (digit CNN)"),
             "disc_hidden": release.Cheaper(256, "cost: at 1024 the discriminator costs about "
@@ -75,10 +67,9 @@ class DANN(Method):
                  domain_loss: str = "released", forward: str = "released",
                  init: str = "released", optimizer: str = "released",
                  augment: str = "released", grl_counter: str = "released") -> None:
-        super().__init__(backbone, feature_dim, num_classes)
-        check_switches("dann", domain_loss=domain_loss, forward=forward, init=init,
-                       optimizer=optimizer, augment=augment, grl_counter=grl_counter)
-        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim, init_kind(init))
+        super().__init__(backbone, feature_dim, num_classes, bottleneck_dim,
+                         domain_loss=domain_loss, forward=forward, init=init,
+                         optimizer=optimizer, augment=augment, grl_counter=grl_counter)
         self.discriminator = discriminator(self.head.out_dim, disc_hidden, dropout=disc_dropout,
                                            init=init_kind(init))
         self.trade_off = trade_off
@@ -86,18 +77,7 @@ class DANN(Method):
         self.bce_form = "bce" if domain_loss == release.RELEASED else domain_loss
         self.forward_features = (separate_forward if forward == release.RELEASED
                                  else joint_forward)
-        self.optimizer, self.grl_counter = optimizer, grl_counter
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": list(self.backbone.parameters()), **self.head.groups(),
-                "discriminator": list(self.discriminator.parameters())}
-
-    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
-        return script_optimizer(list(self.param_groups()), self.optimizer)
-
-    @classmethod
-    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
-        return script_crop(params.get("augment", "released"), domain, per_domain=True)
+        self.grl_counter = grl_counter
 
     def losses(self, batch: Batch, coeff: float,
                monitor: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
@@ -112,16 +92,6 @@ class DANN(Method):
         return {"transfer": transfer, "cls": cross_entropy(logits_src, batch.y_src)}
 
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
-        groups = tuple(self.param_groups())
-        measure = tuple(g for g in groups if g != "discriminator")
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter))
-        pair = Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0))
-        monitor: dict[str, Tensor | float] = {}
-        yield Stage("main", fn(monitor=monitor), step=groups, pairs=(pair,),
-                    reevaluate=reevaluator(self, fn), monitor=monitor)
-
-    def predict(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))[1]
-
-    def features(self, x: Tensor) -> Tensor:
-        return self.head.embed(self.backbone(x))
+        pair = Pair("transfer", "cls", self.generator_groups(), scales=(self.trade_off, 1.0))
+        yield self.adversarial_stage(fn, (pair,))

@@ -81,14 +81,10 @@ from torch import Tensor, nn
 
 from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    check_positive,
-    check_switches,
-    classifier_discrepancy,
-    cross_entropy,
-    params_of,
-    reevaluator,
-)
+from ghuda.methods.checks import check_positive, check_switches
+from ghuda.methods.lookahead import reevaluator
+from ghuda.methods.losses import classifier_discrepancy, cross_entropy
+from ghuda.methods.networks import params_of
 from ghuda.methods.registry import register
 
 # ``oracle``: released (best of the five predictors per evaluation) or main (C only)
@@ -229,9 +225,9 @@ class DWL(Method):
     RELEASE: ClassVar[release.Release] = release.Release(
         # dwl/main.py, dwl/solver.py: 200 epochs x 100 iterations, batch 32, constant lr 1e-3
         # evaluation every epoch: dwl/main.py 143-160 (``t % 1 == 0``), 100 iterations each
+        script="dwl",
         train={"steps": 20000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",
                "weight_decay": 5e-4, "eval_every": 100},
-        not_released=("digits", "domainnet"),
         digits_mini={
             "num_k1": release.Cheaper(2, "cost; chosen on source validation (docstring)"),
             "num_k3": release.Cheaper(2, "cost; keeps the released 1:1 ratio"),

@@ -16,7 +16,7 @@ Losses (one stage "main" per iteration, every group stepped):
 
 - ``cls``: cross-entropy of the bridged source output;
 - ``transfer``: entropy-weighted domain BCE, weights ``exp(-H)`` (no +1, unlike CDAN+E)
-  normalised within each domain, GRL on H (`common.entropy_weighted_domain_loss`);
+  normalised within each domain, GRL on H (`losses.entropy_weighted_domain_loss`);
 - ``gvbg``: mean |bridge output| over source and target (GVB-G);
 - ``gvbd``: mean |dbridge output| (GVB-D).
 
@@ -58,34 +58,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ghuda.methods import release
-from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    ClassifierHead,
+from ghuda.methods.base import Batch, Pair, Stage, StepInfo
+from ghuda.methods.checks import check_positive
+from ghuda.methods.dann import DIGITS_MINI_GRL
+from ghuda.methods.grl import grl_coeff
+from ghuda.methods.losses import (
     adversarial_monitor,
-    check_positive,
-    check_switches,
     cross_entropy,
     entropy,
     entropy_weighted_domain_loss,
-    grl_coeff,
-    init_kind,
-    params_of,
-    reevaluator,
-    script_crop,
-    script_optimizer,
 )
-from ghuda.methods.dann import DIGITS_MINI_GRL
 from ghuda.methods.registry import register
+from ghuda.methods.script import ScriptMethod, init_kind
 from ghuda.models.heads import init_linear, mlp, reverse_gradient
-
-MEASURE = ("backbone", "classifier", "bridge")
 
 
 class BridgedDiscriminator(nn.Module):
@@ -107,20 +99,21 @@ class BridgedDiscriminator(nn.Module):
 
 
 @register("gvb")
-class GVB(Method):
+class GVB(ScriptMethod):
     """GVB-GD; see the module docstring for losses, pairs, groups and defaults."""
 
     label: ClassVar[str] = "GVB-GD"
+    EXTRA_GROUPS: ClassVar[tuple[str, ...]] = ("bridge", "discriminator")
+    CROP_PER_DOMAIN: ClassVar[bool] = False
 
     # gvb/train_image.py ~332-349: Office-31 3e-4, but 1e-3 for W->A and D->A; Office-Home
     # 1e-3; VisDA 3e-4
     RELEASE: ClassVar[release.Release] = release.Release(
-        train={**release.SCRIPT_TRAIN, "lr": 3e-4},
+        script="gvb", train={**release.SCRIPT_TRAIN, "lr": 3e-4},
         datasets={"office_home": {"train": {"lr": 1e-3}},
                   "visda2017": {"train": {"steps": 15002, "lr": 3e-4, "eval_every": 1000}}},
         tasks={("office31", "webcam->amazon"): {"train": {"lr": 1e-3}},
                ("office31", "dslr->amazon"): {"train": {"lr": 1e-3}}},
-        not_released=("digits", "domainnet"),
         digits_mini={
             "disc_hidden": release.Cheaper(256, "cost, as for cdan"),
             "grl_max_iter": DIGITS_MINI_GRL},
@@ -133,12 +126,12 @@ class GVB(Method):
                  domain_loss: str = "released", init: str = "released",
                  optimizer: str = "released", augment: str = "released",
                  grl_counter: str = "released") -> None:
-        super().__init__(backbone, feature_dim, num_classes)
         check_positive("gvb", disc_hidden=disc_hidden)
-        check_switches("gvb", domain_loss=domain_loss, init=init, optimizer=optimizer,
-                       augment=augment, grl_counter=grl_counter)
+        super().__init__(backbone, feature_dim, num_classes, 0, domain_loss=domain_loss,
+                         init=init, optimizer=optimizer, augment=augment,
+                         grl_counter=grl_counter)
         self.bce_form = "bce_eps" if domain_loss == release.RELEASED else domain_loss
-        self.optimizer, self.grl_counter = optimizer, grl_counter
+        self.grl_counter = grl_counter
         if grl_max_iter is not None:
             check_positive("gvb", grl_max_iter=grl_max_iter)
         for key, value in {"trade_off": trade_off, "gvbg_weight": gvbg_weight,
@@ -149,23 +142,9 @@ class GVB(Method):
         self.gvbg_weight = float(gvbg_weight)
         self.gvbd_weight = float(gvbd_weight)
         self.grl_max_iter = grl_max_iter
-        self.head = ClassifierHead(feature_dim, num_classes, bottleneck_dim=0,
-                                   init=init_kind(init))
         self.bridge = nn.Linear(feature_dim, num_classes)
         init_linear(self.bridge, init_kind(init))
         self.discriminator = BridgedDiscriminator(num_classes, disc_hidden, init=init_kind(init))
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": params_of(self.backbone), **self.head.groups(),
-                "bridge": params_of(self.bridge),
-                "discriminator": params_of(self.discriminator)}
-
-    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
-        return script_optimizer(list(self.param_groups()), self.optimizer)
-
-    @classmethod
-    def train_crop(cls, params: dict[str, Any], domain: str) -> str:
-        return script_crop(params.get("augment", "released"), domain, per_domain=False)
 
     def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """(bridged class output, generator-bridge output)."""
@@ -200,8 +179,7 @@ class GVB(Method):
     def stages(self, batch: Batch, info: StepInfo) -> Iterator[Stage]:
         fn = partial(self.losses, batch, grl_coeff(info, self.grl_max_iter, self.grl_counter),
                      grl_coeff(info, self.grl_max_iter))
-        pairs = (Pair("transfer", "cls", MEASURE, scales=(self.trade_off, 1.0)),
-                 Pair("gvbg", "gvbd", MEASURE, scales=(self.gvbg_weight, self.gvbd_weight)))
-        monitor: dict[str, Tensor | float] = {}
-        yield Stage("main", fn(monitor=monitor), step=(*MEASURE, "discriminator"), pairs=pairs,
-                    reevaluate=reevaluator(self, fn), monitor=monitor)
+        measure = self.generator_groups()
+        pairs = (Pair("transfer", "cls", measure, scales=(self.trade_off, 1.0)),
+                 Pair("gvbg", "gvbd", measure, scales=(self.gvbg_weight, self.gvbd_weight)))
+        yield self.adversarial_stage(fn, pairs)

@@ -7,7 +7,7 @@ Network: generator G = the backbone; two classifier heads F1, F2, each
 ``Dropout(0.5)-Linear(d, h)-BN-ReLU-Dropout(0.5)-Linear(h, h)-BN-ReLU-Linear(h, C)`` (released
 h = 1024). Every step forwards the concatenated source+target batch. With p = softmax on the
 target rows, ``disc = mean |p1 - p2|`` and the "entropy" term is tllib's class-balance entropy
-``-mean_k log(mean_i p_ik + 1e-6)`` (`common.class_balance_entropy`; a diversity term, not the
+``-mean_k log(mean_i p_ik + 1e-6)`` (`losses.class_balance_entropy`; a diversity term, not the
 per-sample entropy).
 
 Stages of one iteration:
@@ -61,15 +61,10 @@ from torch import Tensor, nn
 
 from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    check_positive,
-    check_switches,
-    class_balance_entropy,
-    classifier_discrepancy,
-    cross_entropy,
-    params_of,
-    reevaluator,
-)
+from ghuda.methods.checks import check_positive, check_switches
+from ghuda.methods.lookahead import reevaluator
+from ghuda.methods.losses import class_balance_entropy, classifier_discrepancy, cross_entropy
+from ghuda.methods.networks import params_of
 from ghuda.methods.registry import register
 
 # ``oracle``: released (best of F1 / F2 per evaluation) or ensemble (the mean prediction)
@@ -92,6 +87,7 @@ class MCD(Method):
 
     RELEASE: ClassVar[release.Release] = release.Release(
         # mcd/mcd.sh, mcd/mcd.py: 20 epochs x 500 iterations, batch 32, constant lr 1e-3
+        script="mcd",
         train={"steps": 10000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "constant",
                "weight_decay": 5e-4, "eval_every": 500},
         datasets={

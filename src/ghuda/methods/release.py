@@ -59,6 +59,15 @@ NOT_REPRODUCED = "**deviation** (no switch)"
 NO_SWITCH = "none"
 
 
+# The datasets each released script covers (fuxianghuang1/GH: cdan/, gvb/, mcd/, dwl/, ssrt/;
+# REFERENCE 1.5b). DANN is trained by the cdan script; source_only and CGDM have none.
+OFFICE_SCRIPT_DATASETS = ("office31", "office_home", "visda2017")
+SCRIPT_DATASETS: dict[str, tuple[str, ...]] = {
+    "cdan": OFFICE_SCRIPT_DATASETS, "gvb": OFFICE_SCRIPT_DATASETS,
+    "dwl": OFFICE_SCRIPT_DATASETS, "ssrt": (*OFFICE_SCRIPT_DATASETS, "domainnet"),
+    "mcd": (*OFFICE_SCRIPT_DATASETS, "domainnet", "digits")}
+
+
 @dataclass(frozen=True)
 class Cheaper:
     """A digits-mini value that differs from the release, and why (cost, or to run at all)."""
@@ -71,19 +80,25 @@ class Cheaper:
 class Release:
     """The released settings of one method beyond its constructor defaults.
 
-    `train`: released ``train`` settings (every dataset); `datasets`: per dataset, overrides
-    of ``params`` and ``train``; `tasks`: per (dataset, task), the same; `not_released`:
-    datasets without a released script for this method (the paper config's choice there is
-    ghuda's own). `digits_mini`: cheaper parameter values of the digits-mini configs.
+    `script`: the released script that trains this method (a key of `SCRIPT_DATASETS`; None:
+    no released script, as for source_only and CGDM); on the datasets that script does not
+    cover, the paper config's choice is ghuda's own (`covers`). `train`: released ``train``
+    settings (every dataset); `datasets`: per dataset, overrides of ``params`` and ``train``;
+    `tasks`: per (dataset, task), the same. `digits_mini`: cheaper parameter values of the
+    digits-mini configs.
     """
 
+    script: str | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     datasets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     tasks: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] = field(
         default_factory=dict)
-    not_released: tuple[str, ...] = ()
     digits_mini: Mapping[str, Cheaper] = field(default_factory=dict)
     items: tuple[Item, ...] = ()
+
+    def covers(self, dataset: str) -> bool:
+        """Whether the method's released script runs on `dataset` (`SCRIPT_DATASETS`)."""
+        return dataset in SCRIPT_DATASETS.get(self.script or "", ())
 
     def expected(self, dataset: str, task: str) -> dict[str, dict[str, Any]]:
         """Released ``params`` and ``train`` values of one (dataset, task)."""

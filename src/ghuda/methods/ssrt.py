@@ -74,15 +74,10 @@ from torch import Tensor, nn
 
 from ghuda.methods import release
 from ghuda.methods.base import Batch, Method, Pair, Stage, StepInfo
-from ghuda.methods.common import (
-    check_in_unit,
-    check_positive,
-    check_switches,
-    cross_entropy,
-    domain_adversarial_loss,
-    params_of,
-    reevaluator,
-)
+from ghuda.methods.checks import check_in_unit, check_positive, check_switches
+from ghuda.methods.lookahead import reevaluator
+from ghuda.methods.losses import cross_entropy, domain_adversarial_loss
+from ghuda.methods.networks import params_of
 from ghuda.methods.registry import register
 from ghuda.models.heads import grl_coefficient
 
@@ -143,6 +138,7 @@ class SSRT(Method):
     RELEASE: ClassVar[release.Release] = release.Release(
         # ssrt/main_SSRT_GH*.py, ssrt/trainer/argument_parser.py: batch 32, inv schedule,
         # SGD Nesterov, weight decay 5e-4, 1000 iterations per epoch
+        script="ssrt",
         train={"batch_size": 32, "lr_schedule": "inv", "nesterov": True,
                "weight_decay": 5e-4, "steps": 10000, "lr": 1e-3},
         datasets={
@@ -151,7 +147,6 @@ class SSRT(Method):
                             "train": {"steps": 20000, "lr": 4e-3}},
             "visda2017": {"train": {"steps": 20000, "lr": 2e-3}},
             "domainnet": {"train": {"steps": 40000, "lr": 4e-3}}},
-        not_released=("digits",),
         digits_mini={
             "bottleneck_dim": release.Cheaper(256, "cost (tiny ViT of 64-d tokens)"),
             "grl_max_iter": release.Cheaper(None, "a tenth of the run (released proportion)"),

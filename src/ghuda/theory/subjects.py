@@ -1,8 +1,10 @@
 """The harmonizers under test: the shipped `ghuda.harmonize` implementations, by key.
 
+A key is a registered harmonizer's name, with the suffix ``@t`` when each case passes its own
+t: ``ghpp_exact@t`` is exact GH++ called with each case's t, ``ghpp`` and ``ghpp_exact`` use
+their default t. The keys under test are those the properties name
+(`ghuda.theory.properties.properties`), so a property of a new harmonizer needs no list here.
 Checks take a ``dict[str, Subject]`` so that tests can inject deliberately broken harmonizers.
-Keys: ``gh``, ``pcgrad``, ``ghpp`` (released GH++, default t), ``ghpp_exact`` (default t) and
-``ghpp_exact@t`` (exact GH++ called with each case's own t).
 """
 
 from __future__ import annotations
@@ -10,24 +12,25 @@ from __future__ import annotations
 from functools import partial
 
 from ghuda.theory.geometry import Subject
+from ghuda.theory.properties import properties
 
-# key -> (registered harmonizer name, whether each case passes its own t)
-SUBJECT_KEYS: dict[str, tuple[str, bool]] = {
-    "gh": ("gh", False),
-    "pcgrad": ("pcgrad", False),
-    "ghpp": ("ghpp", False),
-    "ghpp_exact": ("ghpp_exact", False),
-    "ghpp_exact@t": ("ghpp_exact", True),
-}
+PER_CASE_T = "@t"
+
+
+def harmonizer_of(key: str) -> tuple[str, bool]:
+    """(registered harmonizer name, whether each case passes its own t) of a subject key."""
+    name, suffix, _ = key.partition(PER_CASE_T)
+    return name, bool(suffix)
 
 
 def shipped_subjects() -> dict[str, Subject]:
-    """Subjects for every key whose harmonizer is registered in `ghuda.harmonize` now."""
+    """Subjects for every key a property names whose harmonizer is registered now."""
     from ghuda import harmonize
 
     available = set(harmonize.names())
     out: dict[str, Subject] = {}
-    for key, (name, takes_t) in SUBJECT_KEYS.items():
+    for key in dict.fromkeys(k for p in properties() for k in p.subjects):
+        name, takes_t = harmonizer_of(key)
         if name not in available:
             continue
         if takes_t:
@@ -40,7 +43,7 @@ def shipped_subjects() -> dict[str, Subject]:
 
 def missing_note(keys: tuple[str, ...], subjects: dict[str, Subject]) -> str | None:
     """Why a check cannot run (a harmonizer not registered), or None when it can."""
-    missing = sorted({SUBJECT_KEYS.get(k, (k, False))[0] for k in keys if k not in subjects})
+    missing = sorted({harmonizer_of(k)[0] for k in keys if k not in subjects})
     if not missing:
         return None
     return f"harmonizer(s) {', '.join(missing)} not registered in ghuda.harmonize"
@@ -48,5 +51,5 @@ def missing_note(keys: tuple[str, ...], subjects: dict[str, Subject]) -> str | N
 
 def label(keys: tuple[str, ...], subjects: dict[str, Subject]) -> str:
     """Human label of the harmonizers a check runs on."""
-    return " vs ".join(subjects[k].label if k in subjects else SUBJECT_KEYS.get(k, (k,))[0]
+    return " vs ".join(subjects[k].label if k in subjects else harmonizer_of(k)[0]
                        for k in keys)
