@@ -3,9 +3,9 @@
 It connects an `ExtensionTask` to any registered harmonizer through the engine's `run_stage`:
 each iteration the task's losses form one `Stage` whose pair (`ExtensionTask.pair`) is
 harmonized and whose other losses are summed; every group is stepped by SGD
-(`GroupOptimizers`, a constant rate with step decay, `lr_factor`). Every ``eval_every``
-steps and at the end the task is evaluated on its val split (held out from training data)
-and its test split.
+(`GroupOptimizers`, a constant rate with the step decay `ghuda.engine.optim.step_decay`).
+Every ``eval_every`` steps and at the end the task is evaluated on its val split (held out
+from training data) and its test split.
 
 The run folder (`ghuda.runs` file names): ``config.yaml`` first, ``history.jsonl`` (train
 records with losses and the pair's statistics every ``log_every`` steps; eval records),
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import platform
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +30,8 @@ import yaml
 
 from ghuda import runs
 from ghuda.engine.amp import LossScaler
-from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups
+from ghuda.engine.metrics import git_commit
+from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups, step_decay
 from ghuda.engine.runtime import make_runtime, seed_everything
 from ghuda.engine.step import NonFiniteLoss, StepParts, run_stage
 from ghuda.extensions import meta
@@ -41,7 +41,6 @@ from ghuda.harmonize import make as make_harmonizer
 from ghuda.methods.base import Pair, Stage
 
 TASK_MODULES = tuple(task_module(t) for t in TASKS)
-PROTOCOLS = ("last", "val", "oracle")
 
 
 def load_tasks() -> dict[str, Any]:
@@ -54,25 +53,6 @@ def load_tasks() -> dict[str, Any]:
 def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     """`ghuda.extensions.meta.resolve` against the registered tasks."""
     return meta.resolve(raw, load_tasks())
-
-
-def lr_factor(train: Mapping[str, Any], step: int) -> float:
-    """Step decay: ``lr_decay ** k`` with k = ``step // lr_decay_every`` (every n steps, the
-    released retrieval script) or the number of ``lr_milestones`` reached (SSD's schedule);
-    1 without either."""
-    every = train["lr_decay_every"]
-    k = (step // every if every is not None
-         else sum(step >= m for m in train.get("lr_milestones") or []))
-    return float(train["lr_decay"]) ** k
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def select(evals: list[dict[str, Any]], primary: str) -> dict[str, dict[str, Any]]:
@@ -137,11 +117,8 @@ class ExtensionRun:
         eval_s = 0.0
         try:
             for step in range(train["steps"]):
-                optim.set_step(step)
-                factor = lr_factor(train, step)
-                for opt in optim.optimizers.values():
-                    for pg in opt.param_groups:
-                        pg["lr"] *= factor
+                optim.set_step(step, step_decay(train["lr_decay"], train["lr_decay_every"],
+                                                train["lr_milestones"], step))
                 task.train()
                 losses = task.losses(_to(next(batches), runtime.device), generator)
                 stage = Stage("main", losses, step=tuple(groups), pairs=(pair,))
@@ -162,7 +139,7 @@ class ExtensionRun:
         history.close()
         wall = time.perf_counter() - t0
         metrics = {
-            "schema_version": runs.SCHEMA_VERSION, "status": status,
+            "schema": runs.SCHEMA_VERSION, "status": status,
             "diverged_at": diverged_at, "error": error,
             "extension": cfg["extension"], "primary": task.primary,
             "metrics": list(task.metrics),
@@ -171,7 +148,7 @@ class ExtensionRun:
                     "harmonizer_options": harm["options"], "order": harm["order"],
                     "steps": train["steps"], "data": data.describe},
             "timing": {"wall_s": wall, "train_s": wall - eval_s, "eval_s": eval_s},
-            "provenance": {"git_commit": _git_commit(), "torch": torch.__version__,
+            "provenance": {"git_commit": git_commit(), "torch": torch.__version__,
                            "python": platform.python_version(),
                            "device": runtime.describe(), "threads": runtime.threads},
         }
