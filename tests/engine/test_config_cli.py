@@ -297,8 +297,8 @@ def test_extension_fetch_root_defaults_like_every_root(tmp_path, monkeypatch, ca
     assert fetch_help == data_help == "data root (default: $GHUDA_DATA or <repo>/data)"
 
     # and the default is that root: $GHUDA_DATA is where the dataset goes
-    import ghuda.extensions.retrieval as retrieval
     from ghuda.extensions.cli import main as extension
+    from ghuda.extensions.retrieval import task as retrieval
 
     seen = []
     monkeypatch.setattr(retrieval, "fetch", lambda name, root, url=None: seen.append(root)

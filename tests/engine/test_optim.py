@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ghuda.engine.optim import GroupOptimizers, schedule
+from ghuda.engine.optim import GroupOptimizers, schedule, step_decay
 from ghuda.engine.sgd import SGD
 
 TRAIN = {"lr": 0.01, "lr_schedule": "inv", "momentum": 0.9, "nesterov": True,
@@ -75,6 +75,20 @@ def test_learning_rates_follow_multipliers_and_schedule():
     assert base == pytest.approx(0.01 * 1.5 ** -0.75)
     assert opt.optimizers["backbone"].param_groups[0]["lr"] == pytest.approx(base)
     assert opt.optimizers["classifier"].param_groups[0]["lr"] == pytest.approx(10 * base)
+
+
+def test_a_step_decay_factor_is_the_extension_loops_product_to_the_bit():
+    _, groups = _groups()
+    mults = {"backbone": 1.0, "classifier": 0.1, "discriminator": 3.0}
+    opt = GroupOptimizers(groups, mults, {**TRAIN, "lr": 0.002, "lr_schedule": "constant"})
+    for step in (0, 3, 7):
+        factor = step_decay(0.1, 3, [], step)
+        base = opt.set_step(step, factor)
+        for g, o in opt.optimizers.items():  # was: set_step(step), then lr *= factor
+            assert o.param_groups[0]["lr"] == (base * mults[g]) * factor
+        opt.set_step(step)
+        for g, o in opt.optimizers.items():  # a factor of 1 (the UDA engine) changes no bit
+            assert o.param_groups[0]["lr"] == base * mults[g]
 
 
 def test_stepping_a_subset_leaves_other_groups_untouched():

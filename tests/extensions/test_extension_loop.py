@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from ghuda import runs
 from ghuda.config import ConfigError
+from ghuda.engine.optim import step_decay
 from ghuda.engine.step import NonFiniteLoss
-from ghuda.extensions import base, loop
+from ghuda.extensions import base, loop, meta
 from ghuda.extensions import grid as ext_grid
 from ghuda.extensions.cli import main as ext_main
 from ghuda.extensions.report import write_report
@@ -135,12 +136,11 @@ def test_bad_config_names_the_key(change, words):
 
 
 def test_step_decay_and_selection():
-    train = {**loop.TRAIN_DEFAULTS, "lr_decay_every": 10, "lr_decay": 0.1}
-    assert [loop.lr_factor(train, s) for s in (0, 9, 10, 25)] == pytest.approx(
+    assert [step_decay(0.1, 10, [], s) for s in (0, 9, 10, 25)] == pytest.approx(
         [1, 1, 0.1, 0.01])
-    assert loop.lr_factor(loop.TRAIN_DEFAULTS, 10**6) == 1.0
-    milestones = {**loop.TRAIN_DEFAULTS, "lr_milestones": [80, 100]}
-    assert [loop.lr_factor(milestones, s) for s in (79, 80, 99, 100)] == pytest.approx(
+    t = meta.TRAIN_DEFAULTS
+    assert step_decay(t["lr_decay"], t["lr_decay_every"], t["lr_milestones"], 10**6) == 1.0
+    assert [step_decay(0.1, None, [80, 100], s) for s in (79, 80, 99, 100)] == pytest.approx(
         [1, 0.1, 0.1, 0.01])
     evals = [{"step": 1, "val": {"m": 5}, "test": {"m": 9}},
              {"step": 2, "val": {"m": 7}, "test": {"m": 3}},

@@ -3,26 +3,23 @@ registry is iterated: a new task is checked without editing this file)."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
-from ghuda.extensions import loop
+from ghuda.extensions import loop, meta
 from ghuda.pipeline.grid import deep_merge
 
 TASKS = sorted(loop.load_tasks())
 
 
 def test_every_task_module_is_registered():
-    assert {m.rsplit(".", 1)[-1] for m in loop.TASK_MODULES} <= set(TASKS)
+    assert set(meta.TASKS) == set(TASKS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("harmonizer", ["sum", "gh", "ghpp"])
 def test_task_trains_two_steps_with_each_harmonizer(tmp_path, task, harmonizer):
-    module = importlib.import_module(f"ghuda.extensions.{task}")
-    cfg = deep_merge(module.EMBEDDED_DEFAULTS, {
+    cfg = deep_merge(meta.task_package(task).EMBEDDED_DEFAULTS, {
         "extension": task, "seed": 0, "harmonizer": {"name": harmonizer},
         "train": {"steps": 2, "eval_every": 2, "log_every": 1, "batch_size": 8}})
     metrics = loop.ExtensionRun(cfg, tmp_path / "run").run()

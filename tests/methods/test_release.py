@@ -201,7 +201,7 @@ def test_released_evaluation_intervals_in_the_paper_config():
 def test_retrieval_pairing_switch():
     import numpy as np
 
-    from ghuda.extensions.retrieval import task as rtask
+    from ghuda.extensions.retrieval import defaults as rtask
     from ghuda.extensions.retrieval.sets import train_batches
 
     assert rtask.PAPER_DEFAULTS["task"]["pairing"] == "released"
@@ -222,8 +222,8 @@ def test_retrieval_pairing_switch():
 
 
 def test_extension_paper_schedules_are_the_released_ones():
-    from ghuda.extensions.detection import task as dtask
-    from ghuda.extensions.retrieval import task as rtask
+    from ghuda.extensions.detection import defaults as dtask
+    from ghuda.extensions.retrieval import defaults as rtask
 
     r = rtask.PAPER_DEFAULTS["train"]
     assert r["steps"] == 601 * (rtask.CSS3D_TRAIN_IMAGES_ASSUMED // 128) < 100000  # one decay

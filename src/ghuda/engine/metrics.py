@@ -28,6 +28,11 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+def git_commit() -> str | None:
+    """HEAD of the checkout holding ghuda's source, None outside one (run provenance)."""
+    return _git("rev-parse", "HEAD")
+
+
 def machine_description() -> str:
     """CPU model, logical CPU count and OS of this machine (benchmark provenance)."""
     model = platform.processor() or platform.machine()
@@ -44,7 +49,7 @@ def provenance(config_sha256: str, device: str, seed: int, data: dict[str, Any]
                ) -> dict[str, Any]:
     """Git commit and dirty flag of the source tree, versions, host, start time, and the
     fingerprint of the data read (`ghuda.data.fingerprint`)."""
-    commit = _git("rev-parse", "HEAD")
+    commit = git_commit()
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     versions = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:

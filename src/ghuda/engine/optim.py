@@ -3,7 +3,8 @@
 Each group ``g`` of `Method.param_groups` gets its own optimizer so that a `Stage`
 can step any subset of groups (MCD's steps A/B/C). Its learning rate at iteration ``i`` is
 ``lr0 * lr_multipliers()[g] * s(i)`` with ``s(i) = (1 + 0.001 i)^-0.75`` (the released "inv"
-schedule, REFERENCE 1.5) or ``s(i) = 1`` ("constant"). The schedule is a pure function of the
+schedule, REFERENCE 1.5) or ``s(i) = 1`` ("constant"), times a caller's factor: the extension
+tasks' step decay (`step_decay`; 1 for the UDA methods). The schedule is a pure function of the
 iteration, so resuming needs only the iteration number.
 
 Momentum, Nesterov and weight decay come from ``train``; a method changes them per group
@@ -14,7 +15,7 @@ CDAN/GVB code multiplies the weight decay by ``decay_mult = 2`` (effective 1e-3 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from torch import nn
@@ -31,6 +32,14 @@ def schedule(name: str, step: int) -> float:
     if name == "constant":
         return 1.0
     raise ValueError(f"train.lr_schedule: unknown schedule {name!r}; allowed: inv, constant")
+
+
+def step_decay(decay: float, every: int | None, milestones: Sequence[int], step: int) -> float:
+    """Step decay at 0-based iteration `step`: ``decay ** k`` with k = ``step // every`` (every
+    n steps, the released retrieval script) or the number of `milestones` reached (SSD's
+    schedule); 1 without either."""
+    k = step // every if every is not None else sum(step >= m for m in milestones)
+    return float(decay) ** k
 
 
 class GroupOptimizers:
@@ -55,12 +64,14 @@ class GroupOptimizers:
             g: _sgd(ps, self.lr0 * self.multipliers[g], train, overrides.get(g, {}))
             for g, ps in self.params.items() if ps}
 
-    def set_step(self, step: int) -> float:
-        """Set every group's learning rate for iteration `step`; returns the base rate."""
+    def set_step(self, step: int, factor: float = 1.0) -> float:
+        """Set every group's learning rate for iteration `step`, times `factor` (`step_decay`;
+        the product's order is the extension loop's, so a factor of 1 changes no bit);
+        returns the base rate without `factor`."""
         base = self.lr0 * schedule(self.schedule_name, step)
         for g, opt in self.optimizers.items():
             for pg in opt.param_groups:
-                pg["lr"] = base * self.multipliers[g]
+                pg["lr"] = base * self.multipliers[g] * factor
         return base
 
     def parameters(self, names: Iterable[str]) -> list[nn.Parameter]:

@@ -107,8 +107,9 @@ def _fetch(args: argparse.Namespace) -> int:
     import importlib
 
     from ghuda.data.fetch import FetchError, VerifyError
+    from ghuda.extensions.meta import task_module
 
-    module = importlib.import_module(f"ghuda.extensions.{DATASET_TASKS[args.dataset]}")
+    module = importlib.import_module(task_module(DATASET_TASKS[args.dataset]))
     try:
         path = module.fetch(args.dataset, data_root(args.root), url=args.url)
     except (FetchError, VerifyError) as err:

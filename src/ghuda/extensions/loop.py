@@ -3,9 +3,9 @@
 It connects an `ExtensionTask` to any registered harmonizer through the engine's `run_stage`:
 each iteration the task's losses form one `Stage` whose pair (`ExtensionTask.pair`) is
 harmonized and whose other losses are summed; every group is stepped by SGD
-(`GroupOptimizers`, a constant rate with step decay, `lr_factor`). Every ``eval_every``
-steps and at the end the task is evaluated on its val split (held out from training data)
-and its test split.
+(`GroupOptimizers`, a constant rate with the step decay `ghuda.engine.optim.step_decay`).
+Every ``eval_every`` steps and at the end the task is evaluated on its val split (held out
+from training data) and its test split.
 
 The run folder (`ghuda.runs` file names): ``config.yaml`` first, ``history.jsonl`` (train
 records with losses and the pair's statistics every ``log_every`` steps; eval records),
@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import importlib
 import platform
-import subprocess
 import time
 from collections.abc import Mapping
-from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +29,18 @@ import torch
 import yaml
 
 from ghuda import runs
-from ghuda.config import ConfigError
 from ghuda.engine.amp import LossScaler
-from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups
+from ghuda.engine.metrics import git_commit
+from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups, step_decay
 from ghuda.engine.runtime import make_runtime, seed_everything
 from ghuda.engine.step import NonFiniteLoss, StepParts, run_stage
+from ghuda.extensions import meta
 from ghuda.extensions.base import BUILDERS, ExtensionTask, TaskData
+from ghuda.extensions.meta import TASKS, task_module
 from ghuda.harmonize import make as make_harmonizer
-from ghuda.harmonize import names as harmonizer_names
 from ghuda.methods.base import Pair, Stage
 
-TASK_MODULES = ("ghuda.extensions.retrieval", "ghuda.extensions.detection")
-PROTOCOLS = ("last", "val", "oracle")
-TOP_KEYS = ("extension", "seed", "data", "model", "task", "harmonizer", "train")
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 300, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "nesterov": False,
-    "weight_decay": 0.0, "lr_decay": 0.1, "lr_decay_every": None, "lr_milestones": [],
-    "eval_every": 100,
-    "log_every": 10, "device": "cpu", "threads": 1, "deterministic": False,
-}
+TASK_MODULES = tuple(task_module(t) for t in TASKS)
 
 
 def load_tasks() -> dict[str, Any]:
@@ -60,71 +51,8 @@ def load_tasks() -> dict[str, Any]:
 
 
 def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a run config's structure and fill the loop's defaults; ConfigError names the
-    offending key and the allowed values (the task's builder checks data/model/task)."""
-    unknown = sorted(set(raw) - set(TOP_KEYS))
-    if unknown:
-        raise ConfigError(f"extension run config: unknown keys {unknown}; allowed: "
-                          f"{list(TOP_KEYS)}")
-    builders = load_tasks()
-    cfg = {k: deepcopy(raw.get(k, {})) for k in ("data", "model", "task")}
-    cfg["extension"] = raw.get("extension")
-    if cfg["extension"] not in builders:
-        raise ConfigError(f"extension: {cfg['extension']!r} is not a task; choose from "
-                          f"{sorted(builders)}")
-    cfg["seed"] = raw.get("seed", 0)
-    if not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
-        raise ConfigError(f"seed: {cfg['seed']!r} must be a non-negative integer")
-    harm = dict(raw.get("harmonizer") or {"name": "sum"})
-    if harm.get("name") not in harmonizer_names():
-        raise ConfigError(f"harmonizer.name: {harm.get('name')!r}; choose from "
-                          f"{harmonizer_names()}")
-    extra = sorted(set(harm) - {"name", "options", "order"})
-    if extra:
-        raise ConfigError(f"harmonizer: unknown keys {extra}; allowed: name, options, order")
-    if harm.get("order", "released") not in ("released", "swapped"):
-        raise ConfigError(f"harmonizer.order: {harm['order']!r}; allowed: released, swapped")
-    cfg["harmonizer"] = {"name": harm["name"], "options": dict(harm.get("options") or {}),
-                         "order": harm.get("order", "released")}
-    train = dict(raw.get("train") or {})
-    bad = sorted(set(train) - set(TRAIN_DEFAULTS))
-    if bad:
-        raise ConfigError(f"train: unknown keys {bad}; allowed: {sorted(TRAIN_DEFAULTS)}")
-    cfg["train"] = {**TRAIN_DEFAULTS, **train}
-    t = cfg["train"]
-    for key in ("steps", "batch_size", "eval_every", "log_every"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ConfigError(f"train.{key}: {t[key]!r} must be a positive integer")
-    if t["lr_decay_every"] is not None and (not isinstance(t["lr_decay_every"], int)
-                                            or t["lr_decay_every"] < 1):
-        raise ConfigError(f"train.lr_decay_every: {t['lr_decay_every']!r} must be a positive "
-                          "integer or null (no decay)")
-    if not isinstance(t["lr_milestones"], list) or not all(
-            isinstance(m, int) and m > 0 for m in t["lr_milestones"]):
-        raise ConfigError(f"train.lr_milestones: {t['lr_milestones']!r} must be a list of "
-                          "positive step numbers")
-    if t["lr_milestones"] and t["lr_decay_every"] is not None:
-        raise ConfigError("train: set lr_decay_every or lr_milestones, not both")
-    return cfg
-
-
-def lr_factor(train: Mapping[str, Any], step: int) -> float:
-    """Step decay: ``lr_decay ** k`` with k = ``step // lr_decay_every`` (every n steps, the
-    released retrieval script) or the number of ``lr_milestones`` reached (SSD's schedule);
-    1 without either."""
-    every = train["lr_decay_every"]
-    k = (step // every if every is not None
-         else sum(step >= m for m in train.get("lr_milestones") or []))
-    return float(train["lr_decay"]) ** k
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+    """`ghuda.extensions.meta.resolve` against the registered tasks."""
+    return meta.resolve(raw, load_tasks())
 
 
 def select(evals: list[dict[str, Any]], primary: str) -> dict[str, dict[str, Any]]:
@@ -189,11 +117,8 @@ class ExtensionRun:
         eval_s = 0.0
         try:
             for step in range(train["steps"]):
-                optim.set_step(step)
-                factor = lr_factor(train, step)
-                for opt in optim.optimizers.values():
-                    for pg in opt.param_groups:
-                        pg["lr"] *= factor
+                optim.set_step(step, step_decay(train["lr_decay"], train["lr_decay_every"],
+                                                train["lr_milestones"], step))
                 task.train()
                 losses = task.losses(_to(next(batches), runtime.device), generator)
                 stage = Stage("main", losses, step=tuple(groups), pairs=(pair,))
@@ -214,7 +139,7 @@ class ExtensionRun:
         history.close()
         wall = time.perf_counter() - t0
         metrics = {
-            "schema_version": runs.SCHEMA_VERSION, "status": status,
+            "schema": runs.SCHEMA_VERSION, "status": status,
             "diverged_at": diverged_at, "error": error,
             "extension": cfg["extension"], "primary": task.primary,
             "metrics": list(task.metrics),
@@ -223,7 +148,7 @@ class ExtensionRun:
                     "harmonizer_options": harm["options"], "order": harm["order"],
                     "steps": train["steps"], "data": data.describe},
             "timing": {"wall_s": wall, "train_s": wall - eval_s, "eval_s": eval_s},
-            "provenance": {"git_commit": _git_commit(), "torch": torch.__version__,
+            "provenance": {"git_commit": git_commit(), "torch": torch.__version__,
                            "python": platform.python_version(),
                            "device": runtime.describe(), "threads": runtime.threads},
         }

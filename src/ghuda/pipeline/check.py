@@ -80,13 +80,13 @@ def check_pipeline(config: dict[str, Any], source: str = "config",
 
 
 def check_extension_runs(config: Mapping[str, Any], source: str = "config") -> int:
-    """Validate the run config of every ``extensions`` run (`ghuda.extensions.loop.resolve`;
+    """Validate the run config of every ``extensions`` run (`ghuda.extensions.meta.resolve`;
     the task's builder checks its own keys when the run starts); returns their number."""
     if not config.get("extensions"):
         return 0
     from ghuda import config as run_config
     from ghuda.extensions.grid import expand_extension_runs
-    from ghuda.extensions.loop import resolve
+    from ghuda.extensions.meta import resolve
 
     try:
         specs = expand_extension_runs(config)

@@ -137,17 +137,14 @@ def fidelity_table(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> Table
 def extension_fidelity_table() -> Table:
     """One row per switch or deviation of the extension tasks (issue 16): each task module's
     FIDELITY list (switch, released value, ghuda's default, reason)."""
-    import importlib
-
-    from ghuda.extensions.loop import TASK_MODULES
+    from ghuda.extensions.meta import TASKS, task_package
 
     table = Table(caption="Fidelity of the extensions (retrieval with text feedback, "
                           "detection): released value and ghuda's default",
                   columns=["Task", "Switch / item", "Released", "ghuda", "Why"],
                   align="l" * 5)
-    for module in TASK_MODULES:
-        task = module.rsplit(".", 1)[-1]
-        for switch, released, ours, why in importlib.import_module(module).FIDELITY:
+    for task in TASKS:
+        for switch, released, ours, why in task_package(task).FIDELITY:
             table.add([task, switch, released, ours, why])
     table.notes += ["Retrieval: Retrieval/maincss_convharmonic.py of the release (GH and "
                     "`--GH_new`); detection: the release's Detection/ folder holds a DSSD "

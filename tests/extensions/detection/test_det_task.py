@@ -10,10 +10,10 @@ import torch
 
 from ghuda.config import ConfigError
 from ghuda.extensions.base import BUILDERS
-from ghuda.extensions.detection import EMBEDDED_DEFAULTS, FIDELITY, PAPER_DEFAULTS, build
+from ghuda.extensions.detection import EMBEDDED_DEFAULTS, FIDELITY, PAPER_DEFAULTS
 from ghuda.extensions.detection.metric import Map50
 from ghuda.extensions.detection.model import build_ssd
-from ghuda.extensions.detection.task import DetectionTask
+from ghuda.extensions.detection.task import DetectionTask, build
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from det_fixtures import COUNTS, OBJECTS, annotation_xml, make_archives, serve
 
 from ghuda.data.fetch import FetchError, VerifyError
 from ghuda.data.paths import DatasetNotFoundError
-from ghuda.extensions.detection import build, voc
+from ghuda.extensions.detection import voc
+from ghuda.extensions.detection.task import build
 
 QUIET = {"log": lambda *_: None, "timeout": 5.0}
 

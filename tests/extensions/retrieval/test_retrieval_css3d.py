@@ -18,8 +18,9 @@ from PIL import Image
 
 from ghuda.data.fetch import FetchError, VerifyError
 from ghuda.data.paths import DatasetNotFoundError
-from ghuda.extensions.retrieval import build, css3d, fetch
+from ghuda.extensions.retrieval import css3d
 from ghuda.extensions.retrieval.sets import queries, train_batches
+from ghuda.extensions.retrieval.task import build, fetch
 
 SIDE = 36  # the small CNN's input size
 

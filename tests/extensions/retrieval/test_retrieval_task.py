@@ -7,8 +7,9 @@ import torch
 
 from ghuda.config import ConfigError
 from ghuda.extensions.base import BUILDERS, ExtensionTask
-from ghuda.extensions.retrieval import EMBEDDED_DEFAULTS, FIDELITY, PAPER_DEFAULTS, build, css_mini
+from ghuda.extensions.retrieval import EMBEDDED_DEFAULTS, FIDELITY, PAPER_DEFAULTS, css_mini
 from ghuda.extensions.retrieval.model import Vocab, tokenize
+from ghuda.extensions.retrieval.task import build
 
 
 def _config(seed: int = 0, **sections) -> dict:
@@ -26,8 +27,6 @@ def small():
 
 
 def test_registered_and_contract(small):
-    import ghuda.extensions.retrieval  # noqa: F401  (registration on import)
-
     assert BUILDERS["retrieval"] is build
     task, data = small
     assert isinstance(task, ExtensionTask)
