@@ -19,7 +19,7 @@ matplotlib, else that section is reported as skipped). Five sections, one CSV ro
   harmonizer, through the engine: its median ms per step and final target accuracy.
 * ``backbone``: the step time of each backbone that configs/paper.yaml runs on each paper
   dataset (no pretrained weights; digit_cnn for Digits) on a generated tree in that dataset's
-  layout (tests/data/data_fixtures.py at 2x its images per class, 300 px solid-colour images,
+  layout (`ghuda.data.fixtures` at 2x its images per class, 300 px solid-colour images,
   registered like the real data, no download; small, so that building it and the one
   evaluation at the end stay short), through the engine: source-only, the dataset's paper
   batch size and `num_workers`. This is the unit step that `ghuda report budget --gpu-csv`
@@ -301,10 +301,8 @@ def _fixture_dataset(dataset: str, scratch: Path, s: Sizes, scale: int | None = 
     """Generate, archive and register a fixture tree of `dataset` (`scale`, default
     `s.tree_scale`, times the test fixture's images per class, `s.tree_side` pixels square);
     returns the data root."""
-    sys.path.insert(0, str(REPO / "tests" / "data"))
-    from data_fixtures import make_archives, make_recipe, make_tree
-
     from ghuda.data.fetch import register
+    from ghuda.data.fixtures import make_archives, make_recipe, make_tree
 
     scale = s.tree_scale if scale is None else scale
     base = scratch / f"tree_{dataset}_x{scale}"
