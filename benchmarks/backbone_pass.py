@@ -21,13 +21,14 @@ commit, load average and date.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchlib.csv_out import write_csv as write_records
+from benchlib.provenance import date, git_commit, load_average, machine_description
+from benchlib.timing import quartiles
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -85,37 +86,17 @@ def measure(settings: list[Setting], repeats: int, warmup: int) -> list[dict[str
                 wall[i].append((w1 - w0) * 1e3)
     out = []
     for c, w in zip(cpu, wall, strict=True):
-        q1, _, q3 = statistics.quantiles(c, n=4) if len(c) > 1 else (c[0], c[0], c[0])
-        out.append({"cpu_ms_median": statistics.median(c), "cpu_ms_q1": q1, "cpu_ms_q3": q3,
+        median, q1, q3 = quartiles(c)
+        out.append({"cpu_ms_median": median, "cpu_ms_q1": q1, "cpu_ms_q3": q3,
                     "wall_ms_median": statistics.median(w), "repeats": len(c)})
     return out
-
-
-def _git_commit() -> str:
-    """Short commit of the checkout, '+dirty' when src/ or this script changed ('' unknown)."""
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src",
-                                "benchmarks/backbone_pass.py"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return commit + ("+dirty" if dirty else "")
 
 
 def write_csv(path: Path, settings: list[Setting], results: list[dict[str, float]],
               meta: dict[str, str]) -> None:
     """One row per setting, with the machine, torch version, commit, load and date."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        for s, r in zip(settings, results, strict=True):
-            values = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-            writer.writerow({**s.__dict__, **values, **meta})
-    os.replace(tmp, path)
+    write_records(path, list(FIELDS), ({**s.__dict__, **r, **meta}
+                                       for s, r in zip(settings, results, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,13 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     import torch
 
-    from ghuda.engine.metrics import machine_description
-
-    meta = {"machine": machine_description(), "torch": torch.__version__, "git": _git_commit(),
-            "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {"machine": machine_description(), "torch": torch.__version__, "git": git_commit(),
+            "load_avg_1m": load_average(), "date": date()}
     results = measure(args.settings, args.repeats, args.warmup)
-    meta["load_avg_1m"] += f"->{os.getloadavg()[0]:.2f}"
+    meta["load_avg_1m"] += f"->{load_average()}"
     write_csv(args.out, args.settings, results, meta)
     for s, r in zip(args.settings, results, strict=True):
         print(f"{s.backbone:>10} batch {s.batch:>3} {s.size:>3} px {s.threads} thread(s): "

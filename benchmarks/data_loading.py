@@ -20,14 +20,15 @@ benchmarks/results/data_loading_<device>.csv.
 from __future__ import annotations
 
 import argparse
-import csv
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib.csv_out import write_csv
+from benchlib.provenance import machine_description
+from benchlib.timing import sync
 from PIL import Image
 
 from ghuda.data import decoded
@@ -71,8 +72,7 @@ def time_steps(stream: BatchStream, steps: int, model: torch.nn.Module | None,
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
 
     one(0)
     start = time.perf_counter()
@@ -124,7 +124,7 @@ def main() -> None:
                                  "what": f"data + {args.model} step, {source}",
                                  "ms_per_step": both * 1e3,
                                  "images_per_s": args.batch / both})
-    meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+    meta = {"machine": machine_description(), "torch": torch.__version__,
             "device": str(device), "images": args.images, "batch": args.batch,
             "steps_per_epoch": args.images // args.batch}
     print(f"{'workers':>7}  {'what':<44} {'ms/step':>9} {'images/s':>9}")
@@ -132,11 +132,7 @@ def main() -> None:
         print(f"{row['workers']!s:>7}  {row['what']:<44} {row['ms_per_step']:9.1f} "
               f"{row['images_per_s']:9.1f}")
     out = args.out or RESULTS / f"data_loading_{device.type}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*rows[0], *meta])
-        writer.writeheader()
-        writer.writerows({**row, **meta} for row in rows)
+    write_csv(out, [*rows[0], *meta], ({**row, **meta} for row in rows))
     print(f"wrote {out}")
 
 

@@ -12,9 +12,10 @@ backward (measure scope: everything but the discriminator, as for CDAN+E), SGD s
 Configurations: `sum` (one backward pass of L1 + L2, no statistics: a loop without
 harmonization), `floor` (two ``torch.autograd.grad`` calls and their plain sum written to
 ``.grad`` with one foreach add: the floor of any two-pass harmonizer), `sum+stats` (the same
-update through the two-pass path, with statistics),
-gh, ghpp, ghpp_exact, pcgrad, agr_sum, and `gh+weighted_loss` (the released three-pass
-procedure). Ratios are to `sum` and to `gh+weighted_loss`.
+update through the two-pass path, with statistics), every two-pass harmonizer of the registry
+(agr_rand, agr_sum, gh, ghpp, ghpp_exact, pcgrad, ...), and `gh+weighted_loss` (the released
+three-pass procedure). Ratios are to `sum` and to `gh+weighted_loss`. The model and the step
+are the benchmark library's (`benchlib.dann_step`, shared with gpu_check.py).
 
 Time: all configurations of a model run in ONE process, interleaved round robin (rotating
 start) for `--warmup` untimed and `--repeats` timed rounds, so that load drift on a shared
@@ -44,7 +45,6 @@ version, device, threads and load average in every row) to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import csv
 import ctypes
 import gc
 import json
@@ -56,21 +56,29 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# label -> (harmonizer, options, with_stats); the floor is no harmonizer (None)
-CONFIGS: dict[str, tuple[str | None, dict, bool]] = {
-    "sum": ("sum", {}, False),
-    "floor": (None, {}, False),
-    "sum+stats": ("sum", {}, True),
-    "gh": ("gh", {}, True),
-    "ghpp": ("ghpp", {}, True),
-    "ghpp_exact": ("ghpp_exact", {}, True),
-    "pcgrad": ("pcgrad", {}, True),
-    "agr_sum": ("agr_sum", {}, True),
-    "gh+weighted_loss": ("gh", {"mode": "weighted_loss"}, True),
-}
+from benchlib.csv_out import write_csv
+from benchlib.dann_step import (
+    FLOOR,
+    DannStep,
+    StepConfig,
+    StepModel,
+    backward_passes,
+    two_pass_harmonizers,
+)
+from benchlib.provenance import date, git_commit, load_average, machine_description
+from benchlib.timing import quartiles, rotation
+
+
+def configs() -> dict[str, StepConfig]:
+    """label -> configuration (the floor is no harmonizer)."""
+    return {"sum": StepConfig("sum"), "floor": FLOOR, "sum+stats": StepConfig("sum", {}, True),
+            **{name: StepConfig(name, {}, True) for name in two_pass_harmonizers()},
+            "gh+weighted_loss": StepConfig("gh", {"mode": "weighted_loss"}, True)}
+
+
 MODELS = ("resnet18", "digit_cnn")
 BASELINE, THREE_PASS = "sum", "gh+weighted_loss"
 BATCH = 32
@@ -133,100 +141,52 @@ def _tensor_memory(step, optimizer, cuda: bool) -> tuple[int, int]:
     return totals[0], max(totals)
 
 
-def _build(model: str, device: str):
-    import torch
-    import torchvision
+def _model(model: str) -> StepModel:
+    """ResNet-18 (no weights, fc removed) at 64 px, or the digit CNN at 32 px."""
     from torch import nn
 
-    from ghuda.models import DigitCNN
-    from ghuda.models.heads import discriminator
+    def resnet18() -> tuple[nn.Module, int]:
+        import torchvision
 
-    torch.manual_seed(0)
-    if model == "resnet18":
         backbone = torchvision.models.resnet18(weights=None)
-        dim, size, classes, hidden = backbone.fc.in_features, 64, 31, 1024
+        dim = backbone.fc.in_features
         backbone.fc = nn.Identity()
-    else:
+        return backbone, dim
+
+    def digit_cnn() -> tuple[nn.Module, int]:
+        from ghuda.models import DigitCNN
+
         backbone = DigitCNN()
-        dim, size, classes, hidden = backbone.feature_dim, 32, 10, 256
-    classifier, disc = nn.Linear(dim, classes), discriminator(dim, hidden=hidden)
-    modules = nn.ModuleList([backbone, classifier, disc]).to(device)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2 * BATCH, 3, size, size, generator=gen).to(device)
-    y = torch.randint(0, classes, (BATCH,), generator=gen).to(device)
-    domain = torch.cat([torch.ones(BATCH), torch.zeros(BATCH)]).to(device)
-    return modules, x, y, domain
+        return backbone, backbone.feature_dim
+
+    if model == "resnet18":
+        return StepModel(resnet18, image=64, classes=31, hidden=1024)
+    return StepModel(digit_cnn, image=32, classes=10, hidden=256)
 
 
-class Bench:
-    """One model, its data and optimizer, and one step per configuration label."""
+def _bench(model: str, labels: list[str], threads: int, device: str) -> DannStep:
+    """The step of `model` with the configurations `labels` (torch SGD, lr 1e-3)."""
+    import torch
 
-    def __init__(self, model: str, labels: list[str], threads: int, device: str) -> None:
-        import torch
-
-        import ghuda.harmonize as H
-
-        torch.set_num_threads(threads)
-        (self.backbone, self.classifier, self.disc), self.x, self.y, self.domain = _build(
-            model, device)
-        self.params = [*self.backbone.parameters(), *self.classifier.parameters(),
-                       *self.disc.parameters()]
-        self.measure = [*self.backbone.parameters(), *self.classifier.parameters()]
-        self.optimizer = torch.optim.SGD(self.params, lr=1e-3, momentum=0.9, nesterov=True,
-                                         weight_decay=5e-4)
-        self.harmonizers = {label: (H.make(CONFIGS[label][0], **CONFIGS[label][1]),
-                                    CONFIGS[label][2])
-                            for label in labels if CONFIGS[label][0] is not None}
-        self.cuda = device.startswith("cuda")
-
-    def step(self, label: str) -> None:
-        from torch import nn
-
-        from ghuda.models.heads import reverse_gradient
-
-        self.optimizer.zero_grad(set_to_none=True)
-        features = self.backbone(self.x)
-        cls = nn.functional.cross_entropy(self.classifier(features[:BATCH]), self.y)
-        logits = self.disc(reverse_gradient(features, 1.0)).squeeze(1)
-        transfer = nn.functional.binary_cross_entropy_with_logits(logits, self.domain)
-        if label in self.harmonizers:
-            harmonizer, with_stats = self.harmonizers[label]
-            harmonizer.backward(transfer, cls, self.params, self.measure,
-                                with_stats=with_stats)
-        else:
-            self.floor(transfer, cls)
-        self.optimizer.step()
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-
-
-    def floor(self, loss1, loss2) -> None:
-        """Two autograd.grad calls, their plain sum written to ``.grad`` (one foreach add)."""
-        import torch
-
-        g = [torch.autograd.grad(loss, self.params, retain_graph=k == 0, allow_unused=True)
-             for k, loss in enumerate((loss1, loss2))]
-        zeros = [[torch.zeros_like(p) if x is None else x for x, p in zip(gk, self.params,
-                                                                        strict=True)]
-                 for gk in g]
-        for p, total in zip(self.params, torch._foreach_add(*zeros), strict=True):
-            p.grad = total
+    torch.set_num_threads(threads)
+    table = configs()
+    return DannStep(_model(model), BATCH, device, {label: table[label] for label in labels},
+                    lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9,
+                                                   nesterov=True, weight_decay=5e-4))
 
 
 def time_worker(model: str, labels: list[str], repeats: int, warmup: int, threads: int,
                 device: str) -> dict:
     """Step times of every configuration, interleaved in one process (round robin, rotating
     start) so that load drift on a shared machine hits all configurations alike."""
-    bench = Bench(model, labels, threads, device)
+    bench = _bench(model, labels, threads, device)
     for _ in range(warmup):
         for label in labels:
             bench.step(label)
     wall: dict[str, list[float]] = {label: [] for label in labels}
     cpu: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(repeats):
-        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+        for label in rotation(labels, r):
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             bench.step(label)
             wall[label].append(time.perf_counter() - start_wall)
@@ -238,12 +198,13 @@ def time_worker(model: str, labels: list[str], repeats: int, warmup: int, thread
 
 def memory_worker(model: str, label: str, warmup: int, threads: int, device: str) -> dict:
     """Step memory of one configuration in this fresh process (MB)."""
-    bench = Bench(model, [label], threads, device)
+    bench = _bench(model, [label], threads, device)
     for _ in range(warmup):
         bench.step(label)
     step = lambda: bench.step(label)  # noqa: E731
-    rss = [] if bench.cuda else _rss_step_memory(step, bench.optimizer)
-    before, peak = _tensor_memory(step, bench.optimizer, bench.cuda)
+    cuda = bench.device.type == "cuda"
+    rss = [] if cuda else _rss_step_memory(step, bench.optimizer)
+    before, peak = _tensor_memory(step, bench.optimizer, cuda)
     return {"peak_mb": peak / 2**20, "step_mb": (peak - before) / 2**20,
             "rss_step_mb": [r / 2**20 for r in rss]}
 
@@ -275,15 +236,6 @@ class Row:
     step_mem_vs_sum: float = float("nan")
 
 
-def _passes(label: str) -> int:
-    name, options, with_stats = CONFIGS[label]
-    if name is None:
-        return 2
-    if options.get("mode") == "weighted_loss":
-        return 3
-    return 1 if name == "sum" and not with_stats else 2
-
-
 def _run_worker(args: argparse.Namespace, *worker_args: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, *worker_args, "--repeats", str(args.repeats),
@@ -301,7 +253,8 @@ def _ratio(rows: dict[tuple[str, str], Row], row: Row, base: str, field: str) ->
 
 
 def measure(args: argparse.Namespace) -> list[Row]:
-    rows = []
+    """Time each model's configurations in one worker, then the memory of each in its own."""
+    rows, table = [], configs()
     for model in args.models:
         print(f"  {model}: timing {', '.join(args.only)} ...", file=sys.stderr, flush=True)
         timing = _run_worker(args, "--time-worker", model, ",".join(args.only))
@@ -310,9 +263,9 @@ def measure(args: argparse.Namespace) -> list[Row]:
             memory = _run_worker(args, "--memory-worker", model, label)
             wall = [1e3 * t for t in timing["wall_s"][label]]
             cpu = [1e3 * t for t in timing["cpu_s"][label]]
-            q = statistics.quantiles(wall, n=4) if len(wall) > 1 else [wall[0]] * 3
+            median, q1, q3 = quartiles(wall)
             rss = memory["rss_step_mb"]
-            rows.append(Row(model, label, _passes(label), statistics.median(wall), q[0], q[2],
+            rows.append(Row(model, label, backward_passes(table[label]), median, q1, q3,
                             min(wall), statistics.median(cpu), min(cpu), len(wall),
                             memory["peak_mb"], memory["step_mb"],
                             statistics.median(rss) if rss else float("nan"),
@@ -359,20 +312,6 @@ def _targets(rows: list[Row]) -> list[str]:
             for text, value, limit in checks if value == value]
 
 
-def write_csv(rows: list[Row], path: Path, meta: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(meta) + list(Row.__dataclass_fields__)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            values = {k: (round(v, 4) if isinstance(v, float) else v)
-                      for k, v in r.__dict__.items()}
-            writer.writerow({**meta, **values})
-    os.replace(tmp, path)
-
-
 def _labels(text: str, allowed: tuple[str, ...] | list[str], what: str) -> list[str]:
     labels = [x for x in text.split(",") if x]
     bad = [x for x in labels if x not in allowed]
@@ -386,20 +325,6 @@ def _device(text: str) -> str:
     if text != "cpu" and not re.fullmatch(r"cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"device must be cpu or cuda[:i], got {text!r}")
     return text
-
-
-def _git_commit() -> str:
-    """Short commit of the checkout, with '+dirty' for uncommitted changes ('' if unknown)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
-                                "src", "benchmarks/harmonizer_step.py"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return commit + ("+dirty" if dirty else "")
 
 
 def _positive(text: str) -> int:
@@ -416,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed steps per configuration (10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
     parser.add_argument("--threads", type=_positive, default=2, help="torch threads (2)")
-    parser.add_argument("--only", type=lambda s: _labels(s, list(CONFIGS), "configuration"),
-                        default=list(CONFIGS), help=f"comma list of {', '.join(CONFIGS)}")
+    labels = list(configs())
+    parser.add_argument("--only", type=lambda s: _labels(s, labels, "configuration"),
+                        default=labels, help=f"comma list of {', '.join(labels)}")
     parser.add_argument("--models", type=lambda s: _labels(s, MODELS, "model"),
                         default=list(MODELS), help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--device", type=_device, default="cpu", help="cpu or cuda[:i] (cpu)")
@@ -440,18 +366,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ghuda.engine.metrics import machine_description
-
     if args.device != "cpu" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available on this machine")
     meta = {"machine": machine_description(), "torch": torch.__version__, "device": args.device,
-            "git": _git_commit(),
-            "threads": str(args.threads), "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch": f"{BATCH}+{BATCH}"}
+            "git": git_commit(), "threads": str(args.threads), "load_avg_1m": load_average(),
+            "date": date(), "batch": f"{BATCH}+{BATCH}"}
     rows = measure(args)
-    meta["load_avg_1m"] += f"->{os.getloadavg()[0]:.2f}"
+    meta["load_avg_1m"] += f"->{load_average()}"
     out = args.out or RESULTS / f"harmonizer_step_{args.device.replace(':', '')}.csv"
-    write_csv(rows, out, meta)
+    write_csv(out, list(meta) + list(Row.__dataclass_fields__),
+              ({**meta, **asdict(r)} for r in rows))
     print("\n".join(f"{k}: {v}" for k, v in meta.items()))
     print(_table(rows))
     print("\n".join(_targets(rows)))

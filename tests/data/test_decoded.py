@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_fixtures import make_archives, make_recipe, make_tree
 from PIL import Image
 
 from ghuda import data
 from ghuda.data import decoded
 from ghuda.data.fetch import register
+from ghuda.data.fixtures import make_archives, make_recipe, make_tree
 
 QUIET = {"log": lambda *_: None, "dvc": False}
 

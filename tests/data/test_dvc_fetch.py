@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from data_fixtures import make_archives, make_recipe, make_tree
 
 from ghuda.data import data_version
 from ghuda.data.fetch import verify_registered
+from ghuda.data.fixtures import make_archives, make_recipe, make_tree
 
 pytestmark = pytest.mark.slow  # subprocesses of dvc, snakemake and ghuda
 

@@ -14,17 +14,17 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from data_fixtures import (
+
+from ghuda import data
+from ghuda.data import registry
+from ghuda.data.fetch import ChecksumError, Recipe, VerifyError, register, verify_registered
+from ghuda.data.fixtures import (
     decode_class,
     digit_value,
     make_archives,
     make_recipe,
     make_tree,
 )
-
-from ghuda import data
-from ghuda.data import registry
-from ghuda.data.fetch import ChecksumError, Recipe, VerifyError, register, verify_registered
 from ghuda.data.images import CorruptImageError
 
 PAPER = ["office31", "office_home", "visda2017", "digits", "domainnet"]

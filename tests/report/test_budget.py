@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _script(name: str):
-    """A script of benchmarks/ as a module."""
+    """A script of benchmarks/ as a module (its library `benchlib` beside it importable)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses resolve annotations through it
