@@ -15,7 +15,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from ghuda.pipeline.check import check_pipeline
-from ghuda.pipeline.config import ConfigError
+from ghuda.config import ConfigError
 
 min_version("9.0")
 

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,17 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message names the key and the allowed values."""
+    """A configuration problem (a run config, or a pipeline config: `ghuda.pipeline.config`);
+    the message names the key and the allowed values."""
+
+
+@contextlib.contextmanager
+def located(where: str) -> Iterator[None]:
+    """Prefix a `ConfigError` raised inside with `where` (the file, the entry) it was found."""
+    try:
+        yield
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,10 @@ def _tri(value: Any) -> str | None:
 
 
 INT, FLOAT, STR, BOOL, DICT = (int,), (float,), (str,), (bool,), (dict,)
+# The values of the harmonizer switches (a pipeline config's variants set them too).
+MODES = ("direct", "weighted_loss")
+ORDERS = ("released", "swapped")
+MEASURES = ("released", "stepped")
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "dataset": {
@@ -85,9 +99,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "harmonizer": {
         "name": Field(STR, "sum"),
         "options": Field(DICT, {}),
-        "mode": Field(STR, "direct", choices=("direct", "weighted_loss")),
-        "order": Field(STR, "released", choices=("released", "swapped")),
-        "measure": Field(STR, "released", choices=("released", "stepped")),
+        "mode": Field(STR, "direct", choices=MODES),
+        "order": Field(STR, "released", choices=ORDERS),
+        "measure": Field(STR, "released", choices=MEASURES),
     },
     "train": {
         "steps": Field(INT, 600, check=_positive),
@@ -379,8 +393,8 @@ def _check_harmonizer_options(name: str, options: Mapping[str, Any]) -> None:
     from ghuda import harmonize
 
     if "mode" in options:
-        raise ConfigError("harmonizer.options.mode: set it as harmonizer.mode (direct | "
-                          "weighted_loss), not as an option")
+        raise ConfigError(f"harmonizer.options.mode: set it as harmonizer.mode "
+                          f"({' | '.join(MODES)}), not as an option")
     allowed = _harmonizer_options(name)
     for option in options:
         if option in allowed:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghuda.pipeline.config import ConfigError, check_config, load_config, validate_schema
+from ghuda.config import ConfigError
+from ghuda.pipeline.config import check_config, load_config, validate_schema
 from ghuda.pipeline.grid import count_by_dataset, expand_runs, run_config_for, task_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,10 @@ def _write(tmp_path: Path, config: dict) -> Path:
     (lambda c: c.update(colour="red"), "'colour' was unexpected"),
     (lambda c: c["datasets"]["toy"].pop("data"), "'data' is a required property"),
     (lambda c: c["tables"].update(protocol="best"), "tables/protocol"),
+    # the harmonizer switches' values are ghuda.config's (MODES, ORDERS, MEASURES)
+    (lambda c: c["variants"]["gh"].update(order="backwards"), "variants/gh/order"),
+    (lambda c: c["variants"]["gh"].update(measure="all"), "variants/gh/measure"),
+    (lambda c: c["variants"]["gh"].update(mode="fast"), "variants/gh/mode"),
 ])
 def test_schema_errors_name_the_key(fx_config, tmp_path, mutate, message):
     config = copy.deepcopy(fx_config)
@@ -49,6 +54,22 @@ def test_cross_references_are_checked(fx_config, mutate, message):
     with pytest.raises(ConfigError, match=r"names|must") as err:
         check_config(fx_config)
     assert message in str(err.value)
+
+
+def test_settings_have_every_schema_key_and_its_default():
+    from dataclasses import fields
+
+    from ghuda.pipeline.config import settings
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    view = settings({"tables": {"protocol": "oracle"}})
+    for name in ("tables", "figures", "verify"):
+        keys = set(schema["properties"][name]["properties"])
+        assert {f.name for f in fields(getattr(view, name))} == keys
+    assert (view.tables.baseline, view.tables.protocol, view.tables.rows) == ("sum", "oracle",
+                                                                              None)
+    assert view.figures.weights_angle_grid == 361
+    assert view.verify.tolerance_pp == 2.0
 
 
 def test_registry_check_names_unknown_method(fx_config):

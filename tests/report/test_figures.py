@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ghuda.report.figures import FIGURES, _after_angles, make_figure, weight_curves
-from ghuda.report.outputs import figure_names
+from ghuda.report.figures import _after_angles, make_figure, weight_curves
+from ghuda.report.outputs import FIGURE_BUILDERS, figure_names
 
 
 def test_after_angle_gh_is_supplement_under_conflict():
@@ -52,7 +52,7 @@ def test_every_figure_renders_png_and_pdf(fx_summary, tmp_path):
                          "weights_angle_grid": 19}
     config.setdefault("tables", {})["ladder"] = {"mechanism_steps": 50}
     names = figure_names(config)
-    assert set(names) == set(FIGURES)
+    assert set(names) == set(FIGURE_BUILDERS.names())
     for name in names:
         png, pdf = make_figure(name, config, summary, tmp_path)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -68,10 +68,10 @@ def test_unknown_figure_is_an_error(fx_summary, tmp_path):
 
 
 def _draw(name: str, config, summary):
-    from ghuda.report.figures import FIGURES, STYLE, _plt
+    from ghuda.report.figures import STYLE, pyplot
 
-    with _plt().rc_context(STYLE):
-        return FIGURES[name](config, summary)
+    with pyplot().rc_context(STYLE):
+        return FIGURE_BUILDERS.get(name)(config, summary)
 
 
 def test_weight_curves_leave_a_gap_at_a_fallback():

@@ -87,7 +87,7 @@ def ladder_summary(tmp_path):
 
 def test_ladder_table_gives_every_protocol_and_counts_the_collapse(ladder_summary):
     config, summary = ladder_summary
-    table = ladder_table(config, summary["runs"], summary["train"], summary["eval"])
+    table = ladder_table(config, summary)
     assert len(table.rows) == 2 * 2 * 3
     rows = {(r[0], r[1], r[2]): dict(zip(table.columns, r, strict=True)) for r in table.rows}
     gh = rows[("1 pretrained (a→b)", "DANN", "+GH")]
@@ -148,7 +148,7 @@ def test_a_rung_without_runs_is_named_not_hidden(tmp_path):
     write_runs(config)
     aggregate(config, tmp_path / "summary")
     summary = load_summary(tmp_path / "summary")
-    table = ladder_table(config, summary["runs"], summary["train"], summary["eval"])
+    table = ladder_table(config, summary)
     assert {row[0] for row in table.rows} == {"0 today (a→b)"}
     assert any(note.startswith("Not trained yet") and "1 pretrained (a→b)" in note
                for note in table.notes)

@@ -87,7 +87,7 @@ def test_dataset_table_golden(fx_summary, tmp_path):
 
 def test_t_sweep_table_golden_latex(fx_summary):
     config, summary = fx_summary
-    assert to_latex(t_sweep_table(config, summary["runs"])) == SWEEP_TEX
+    assert to_latex(t_sweep_table(config, summary)) == SWEEP_TEX
 
 
 def test_unpublished_dataset_gets_a_note_not_cells(fx_summary, tmp_path):
@@ -115,7 +115,7 @@ def test_build_and_write_tables_names_match_outputs(fx_summary, tmp_path):
     from ghuda.report.outputs import table_names
 
     config, summary = fx_summary
-    written = write_tables(build_tables(config, summary["runs"], _reported(tmp_path)),
+    written = write_tables(build_tables(config, summary, _reported(tmp_path)),
                            tmp_path / "tables")
     assert sorted(p.name for p in written) == sorted(table_names(config))
     tex = (tmp_path / "tables" / "cost.tex").read_text()
@@ -155,7 +155,8 @@ def test_extra_seeds_on_one_task_weigh_tasks_equally(fx_summary):
     keep the seeds that ran both tasks. By hand: DANN a->b 59, 60, 61.5 + three extra runs
     at 100 (mean 80.08), b->a 69, 70, 71.5 (70.17): Avg (80.08 + 70.17) / 2 = 75.1 (all 9 runs
     pooled: 76.7); +GH adds 1.5 to the extra runs as to the first ones, so its Δ stays +1.5."""
-    from ghuda.report.tables import balanced_seeds, protocol_table, seed_ranges
+    from ghuda.report.frames import balanced_seeds
+    from ghuda.report.tables import protocol_table, seed_ranges
 
     config, summary = fx_summary
     runs = summary["runs"]
@@ -178,5 +179,5 @@ def test_extra_seeds_on_one_task_weigh_tasks_equally(fx_summary):
     assert seed_ranges([0, 1, 2, 5, 7, 8]) == "0–2, 5, 7–8"
     dann = runs[(runs["method"] == "dann") & (runs["variant"] == "sum")]
     assert sorted(balanced_seeds(dann)["seed"].unique()) == [0, 1, 2]
-    proto = to_markdown(protocol_table(config, runs))
+    proto = to_markdown(protocol_table(config, {"runs": runs}))
     assert "| DANN | baseline | 65.2 ± 1.3 |" in proto

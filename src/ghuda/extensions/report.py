@@ -22,8 +22,10 @@ import numpy as np
 
 from ghuda import runs
 from ghuda.extensions.grid import ExtensionRunSpec, expand_extension_runs
+from ghuda.pipeline.config import settings
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
-from ghuda.report.stats import mean_std, paired
+from ghuda.report.stats import paired
+from ghuda.report.tables import MIN_PAIRS, delta_ci, mean_std_text
 
 PROTOCOL_OF = {"last": "last", "source_val": "val", "oracle": "oracle"}
 TASK_TITLES = {"retrieval": "Image retrieval with text feedback",
@@ -74,7 +76,7 @@ def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) 
     first = rows[0].metrics
     metrics, primary = first["metrics"], first["primary"]
     ext, data = rows[0].spec.extension, rows[0].spec.data
-    baseline = (config.get("tables") or {}).get("baseline", "sum")
+    baseline = settings(config).tables.baseline
     variants = list(dict.fromkeys(r.spec.variant for r in rows))
     plabel = METRIC_LABELS.get(primary, primary)
     table = Table(
@@ -89,10 +91,7 @@ def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) 
         cell = [r for r in rows if r.spec.variant == v]
         done = [r for r in cell if r.completed]
         cells = [_label(config, v)]
-        for m in metrics:
-            mean, std = mean_std([_value(r, key, m) for r in done])
-            cells.append(DASH if not done else f"{fmt(mean)} ± {fmt(std)}" if len(done) > 1
-                         else fmt(mean))
+        cells += [mean_std_text([_value(r, key, m) for r in done]) for m in metrics]
         if v == baseline:
             cells += [DASH, DASH, str(len(done))]
         else:
@@ -102,9 +101,9 @@ def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) 
             a = [_value(by_seed[(v, s)], key, primary) for s in seeds]
             b = [_value(by_seed[(baseline, s)], key, primary) for s in seeds]
             d = paired(a, b)
-            ci = (f"{fmt(d.mean, signed=True)} [{fmt(d.ci_low, signed=True)}, "
-                  f"{fmt(d.ci_high, signed=True)}]") if d.n >= 3 else fmt(d.mean, signed=True)
-            cells += [ci, fmt_p(d.p_t) if d.n >= 3 else DASH, str(d.n)]
+            enough = d.n >= MIN_PAIRS
+            cells += [delta_ci(d) if enough else fmt(d.mean, signed=True),
+                      fmt_p(d.p_t) if enough else DASH, str(d.n)]
         wall = [r.metrics["timing"]["wall_s"] for r in cell]
         cells += [f"{len(cell) - len(done)}/{len(cell)}", fmt(float(np.mean(wall)), 0)]
         table.add(cells)
@@ -129,9 +128,8 @@ def protocol_table(config: Mapping[str, Any], rows: list[RunResult]) -> Table:
     for v in dict.fromkeys(r.spec.variant for r in rows):
         done = [r for r in rows if r.spec.variant == v and r.completed]
         cells = [_label(config, v)]
-        for key in ("last", "val", "oracle"):
-            mean, std = mean_std([_value(r, key, primary) for r in done])
-            cells.append(f"{fmt(mean)} ± {fmt(std)}" if len(done) > 1 else fmt(mean))
+        cells += [mean_std_text([_value(r, key, primary) for r in done])
+                  for key in ("last", "val", "oracle")]
         table.add(cells)
     table.notes = ["last: the final evaluation. val: the evaluation with the best primary "
                    "metric on the val split (held out from the training data; no test "
@@ -210,12 +208,12 @@ def weights_figure(config: Mapping[str, Any], results: list[RunResult]):
 def write_report(config: Mapping[str, Any], results_dir: Path, tables_dir: Path,
                  figures_dir: Path) -> list[Path]:
     """Write extensions.md/.tex and the two figures; returns the written paths."""
-    from ghuda.report.figures import STYLE, _plt, save_figure
+    from ghuda.report.figures import STYLE, pyplot, save_figure
 
     results = load_results(config, results_dir)
     if not results:
         raise ValueError("the config has no extension runs (its `extensions` list is empty)")
-    protocol = (config.get("tables") or {}).get("protocol", "last")
+    protocol = settings(config).tables.protocol
     tables = []
     for rows in _groups(results).values():
         tables += [task_table(config, rows, protocol), protocol_table(config, rows)]
@@ -224,7 +222,7 @@ def write_report(config: Mapping[str, Any], results_dir: Path, tables_dir: Path,
     written = [tables_dir / "extensions.md", tables_dir / "extensions.tex"]
     runs.write_text(written[0], md)
     runs.write_text(written[1], tex)
-    plt = _plt()
+    plt = pyplot()
     with plt.rc_context(STYLE):
         written += save_figure(conflict_figure(config, results), figures_dir,
                                "extension_conflict")

@@ -15,7 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ghuda.pipeline.config import ConfigError, check_config, validate_schema
+from ghuda import config as run_config
+from ghuda.config import ConfigError, located
+from ghuda.pipeline.config import check_config, load_config, validate_schema
 
 
 def _fragments(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -39,17 +41,14 @@ def _fragments(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, An
 def check_runs(config: Mapping[str, Any], source: str = "config") -> int:
     """Validate every run config of `config`'s grid; returns how many runs it expands to.
 
-    Raises `ghuda.pipeline.config.ConfigError` naming the file (`source`), where in it the bad
-    key is (or which run it breaks) and the key itself, with its allowed values.
+    Raises `ghuda.config.ConfigError` naming the file (`source`), where in it the bad key is
+    (or which run it breaks) and the key itself, with its allowed values.
     """
-    from ghuda import config as run_config
     from ghuda.pipeline.grid import expand_runs
 
     for where, fragment in _fragments(config):
-        try:
+        with located(f"{source}, {where}"):
             run_config.resolve(fragment)
-        except run_config.ConfigError as err:
-            raise ConfigError(f"{source}, {where}: {err}") from None
     try:
         runs = expand_runs(config)
     except ValueError as err:
@@ -58,15 +57,13 @@ def check_runs(config: Mapping[str, Any], source: str = "config") -> int:
     for run in runs:
         what = (f"{source}: the run {run.dataset} {run.task} {run.method}/{run.variant} seed "
                 f"{run.seed} (grid block {run.block!r}) has an invalid run config")
-        try:
+        with located(what):
             cfg = run_config.resolve(run.run_config)
             # the seed does not change what the registries accept: one check per other config
             key = run_config.sha256({**cfg, "train": {**cfg["train"], "seed": 0}})
             if key not in checked:
                 checked.add(key)
                 run_config.validate(cfg)
-        except run_config.ConfigError as err:
-            raise ConfigError(f"{what}: {err}") from None
     return len(runs)
 
 
@@ -84,7 +81,6 @@ def check_extension_runs(config: Mapping[str, Any], source: str = "config") -> i
     the task's builder checks its own keys when the run starts); returns their number."""
     if not config.get("extensions"):
         return 0
-    from ghuda import config as run_config
     from ghuda.extensions.grid import expand_extension_runs
     from ghuda.extensions.meta import resolve
 
@@ -93,11 +89,8 @@ def check_extension_runs(config: Mapping[str, Any], source: str = "config") -> i
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     for spec in specs:
-        try:
+        with located(f"{source}: the extension run {spec.key} has an invalid run config"):
             resolve(spec.run_config)
-        except run_config.ConfigError as err:
-            raise ConfigError(f"{source}: the extension run {spec.key} has an invalid run "
-                              f"config: {err}") from None
     return len(specs)
 
 
@@ -108,15 +101,10 @@ def _count(n: int, noun: str) -> str:
 
 def _check_file(path: str) -> str:
     """Check one pipeline or run config file; returns a one-line verdict (ConfigError if bad)."""
-    from ghuda import config as run_config
-    from ghuda.pipeline.config import load_config
-
     try:
         raw = run_config.parse_yaml(Path(path).read_text(encoding="utf-8"), path)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
-    except run_config.ConfigError as err:
-        raise ConfigError(str(err)) from None
     if isinstance(raw, dict) and "grid" in raw:
         config = load_config(path, check_registry=True)
         n = check_runs(config, source=path)
@@ -124,10 +112,8 @@ def _check_file(path: str) -> str:
         extra = f" and its {_count(k, 'extension run config')}" if k else ""
         verb = "is" if n == 1 and not k else "are"
         return f"{path}: pipeline config valid; its {_count(n, 'run config')}{extra} {verb} valid"
-    try:
+    with located(path):
         run_config.load(path)
-    except run_config.ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
     return f"{path}: run config valid"
 
 

@@ -3,24 +3,26 @@
 The JSON schema lives in ``workflow/schemas/config.schema.yaml``; the Snakefile enforces it with
 ``snakemake.utils.validate`` and `load_config` applies the same schema (with its defaults) when a
 config is read outside Snakemake. `check_config` adds what a schema cannot express: names that
-refer to other entries (a grid block's variants, a feature run's task, ...).
+refer to other entries (a grid block's variants, a feature run's task, ...). `settings` is the
+typed view of the option sections (``tables``, ``figures``, ``verify``) with the schema's
+defaults, so that no reader restates a default.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ghuda.config import MEASURES, MODES, ORDERS, ConfigError
+
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """A config names something that does not exist or has a wrong shape."""
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -84,6 +86,69 @@ def load_config(path: str | os.PathLike[str], check_registry: bool = False) -> d
     return config
 
 
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return load_yaml(repo_root(Path(__file__).parent) / SCHEMA_RELPATH)
+
+
+def schema_defaults(*section: str) -> dict[str, Any]:
+    """{key: default} of the schema's keys of the (nested) section, e.g. ("tables", "ladder")."""
+    node = _schema()
+    for key in section:
+        node = node["properties"][key]
+    return {k: copy.deepcopy(v["default"]) for k, v in node["properties"].items()
+            if "default" in v}
+
+
+@dataclass(frozen=True)
+class TablesSettings:
+    """``tables``: the baseline variant, the rows, the protocol and confidence of the tables,
+    the GH++ t sweep and the regime ladder (the last three absent unless set)."""
+
+    baseline: str
+    protocol: str
+    confidence: float
+    rows: list[str] | None = None
+    t_sweep: dict[str, Any] | None = None
+    ladder: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FiguresSettings:
+    """``figures``: t-SNE points and perplexity, the weights-vs-angle grid."""
+
+    tsne_max_points: int
+    tsne_perplexity: float
+    weights_angle_grid: int
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """``verify``: the protocol compared with published numbers and the tolerance."""
+
+    protocol: str
+    tolerance_pp: float
+    fail_on_mismatch: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The option sections of a pipeline config, defaults filled from the schema."""
+
+    tables: TablesSettings
+    figures: FiguresSettings
+    verify: VerifySettings
+
+
+def settings(config: Mapping[str, Any]) -> Settings:
+    """`Settings` of `config` (a section or key it omits has the schema's default)."""
+    def section(name: str) -> dict[str, Any]:
+        return {**schema_defaults(name), **(config.get(name) or {})}
+
+    return Settings(TablesSettings(**section("tables")), FiguresSettings(**section("figures")),
+                    VerifySettings(**section("verify")))
+
+
 def _unknown(source: str, where: str, name: str, allowed: Iterable[str]) -> ConfigError:
     return ConfigError(f"{source}: '{where}' names {name!r}, which is not defined; "
                        f"allowed: {sorted(allowed)}")
@@ -105,17 +170,23 @@ def check_config(config: Mapping[str, Any], source: str = "config",
         for v in block["variants"]:
             if v not in variants:
                 raise _unknown(source, f"{where}/variants", v, variants)
+    for label, var in variants.items():
+        switches = {"mode": MODES, "order": ORDERS, "measure": MEASURES}  # harmonizer.<key>
+        for key, allowed in switches.items():
+            if key in var and var[key] not in allowed:
+                raise ConfigError(f"{source}: invalid value at 'variants/{label}/{key}': "
+                                  f"{var[key]!r} is not one of {list(allowed)}")
     for name, ds in datasets.items():
         for method, mblock in ds.get("methods", {}).items():
             for task in mblock.get("tasks", {}):
                 if task not in ds["tasks"]:
                     raise _unknown(source, f"datasets/{name}/methods/{method}/tasks", task,
                                    ds["tasks"])
-    tables = config.get("tables", {})
-    for v in [tables.get("baseline", "sum"), *tables.get("rows", [])]:
+    tables = settings(config).tables
+    for v in [tables.baseline, *(tables.rows or [])]:
         if v not in variants:
             raise _unknown(source, "tables/rows", v, variants)
-    sweep = tables.get("t_sweep")
+    sweep = tables.t_sweep
     if sweep:
         for v in sweep["variants"]:
             if v not in variants:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from ghuda.pipeline.config import load_config
+from ghuda.pipeline.config import load_config, settings
 from ghuda.pipeline.grid import Run, expand_runs, run_config_for, split_task
+from ghuda.report.frames import step_cpu_ms
+from ghuda.report.lookup import method_label
 from ghuda.report.render import Table, fmt, to_markdown
-from ghuda.report.tables import method_label, step_cpu_ms
 from ghuda.runs import write_text, write_with
 
 METHOD = """\
@@ -144,7 +145,7 @@ def measured_ratios(config: Mapping[str, Any], runs: pd.DataFrame, passes: PassT
     one backbone pass, u. When the pipeline ran source-only, u is its step time (measured in
     the same runs, so under the same conditions), scaled by the ratio of the measured backbone
     passes when the method's backbone differs; otherwise u is the measured pass itself."""
-    baseline = config.get("tables", {}).get("baseline", "sum")
+    baseline = settings(config).tables.baseline
     ref = runs[(runs["method"] == "source_only") & (runs["variant"] == baseline)]
     ref_setting = _pass_setting(config, ref.iloc[0]) if not ref.empty else None
     rows = []

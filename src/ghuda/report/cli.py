@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghuda.pipeline.config import ConfigError, load_config
+from ghuda.config import ConfigError
+from ghuda.pipeline.config import load_config, settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     add("aggregate", "collect run folders into summary tables", "out")
     add("tables", "write the Markdown and LaTeX tables", "summary", "reported", "out")
     fig = add("figure", "write one figure as PNG and PDF", "summary", "out")
-    fig.add_argument("name", help="figure name (ghuda.report.figures.FIGURES)")
+    fig.add_argument("name", help="figure name (ghuda.report.outputs.figure_names)")
     add("verify", "compare reproduced and published numbers", "summary", "reported", "out")
     budget = add("budget", "estimate the GPU time of another config's jobs", "target",
                  "summary", "out", "jobs")
@@ -101,8 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         from ghuda.report.reported import load_reported
         from ghuda.report.tables import build_tables, write_tables
 
-        written = write_tables(build_tables(config, summary["runs"],
-                                            load_reported(args.reported), summary),
+        written = write_tables(build_tables(config, summary, load_reported(args.reported)),
                                args.out)
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
@@ -133,7 +133,7 @@ def _verify(config, summary, args: argparse.Namespace) -> int:
     text = verdict_markdown(config, table, counts, notes)
     write_text(args.out, text)
     print(text)
-    if config.get("verify", {}).get("fail_on_mismatch") and counts[DIFFERS]:
+    if settings(config).verify.fail_on_mismatch and counts[DIFFERS]:
         print(f"ghuda report verify: {counts[DIFFERS]} number(s) differ beyond the tolerance "
               "(verify.fail_on_mismatch is true)", file=sys.stderr)
         return 1

@@ -21,9 +21,10 @@ from ghuda.methods.release import (
     released_params,
 )
 from ghuda.models.torchvision_backbones import VIT_WEIGHTS
+from ghuda.pipeline.config import settings
 from ghuda.pipeline.grid import Run, expand_runs
+from ghuda.report.lookup import method_label, method_order
 from ghuda.report.render import DASH, Table, to_markdown
-from ghuda.report.tables import method_label, method_order
 
 # Behaviours of the released scripts that the engine, not a method, reproduces.
 ENGINE_ITEMS = (
@@ -156,7 +157,7 @@ def fidelity_markdown(paper: Mapping[str, Any], digits: Mapping[str, Any]) -> st
     """The fidelity tables; a ladder config (``tables.ladder``) adds its regime table."""
     text = (to_markdown(fidelity_table(paper, digits)) + "\n"
             + to_markdown(extension_fidelity_table()) + "\n")
-    if digits.get("tables", {}).get("ladder"):
+    if settings(digits).tables.ladder:
         from ghuda.report.ladder import regime_fidelity_table
 
         text += "\n" + to_markdown(regime_fidelity_table(digits)) + "\n"

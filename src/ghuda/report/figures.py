@@ -1,30 +1,33 @@
 """Figures of a pipeline run (PNG at 300 dpi and PDF, sized for a paper column or page).
 
 Each builder takes the resolved config and the aggregated summary (`aggregate.load_summary`)
-and returns a matplotlib Figure; `FIGURES` maps the names of `ghuda.report.outputs` to them.
+and returns a matplotlib Figure; it is registered under its file stem
+(`ghuda.report.outputs.register_figure`), so `make_figure` finds it by name.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ghuda.report.ladder import ladder_mechanism
-from ghuda.report.tables import (
-    balanced_seeds,
-    cost_frame,
+from ghuda.pipeline.config import settings
+from ghuda.report.frames import balanced_seeds, cost_frame
+from ghuda.report.lookup import (
+    has_features,
+    has_t_sweep,
     method_label,
     method_order,
     metric_column,
     row_variants,
     task_label,
 )
+from ghuda.report.outputs import FIGURE_BUILDERS, register_figure
 from ghuda.runs import write_with
 
 COLUMN_IN = 3.5  # one column of a two-column paper
@@ -40,7 +43,8 @@ HARMONIZER_CURVES = ("gh", "ghpp", "ghpp_exact")
 Summary = Mapping[str, pd.DataFrame]
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +64,7 @@ def no_data(ax, text: str = "no data") -> None:
 
 
 def grid(n: int, ncols: int, width: float, row_height: float):
-    plt = _plt()
+    plt = pyplot()
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False,
@@ -98,10 +102,11 @@ def _pair_name(row: pd.Series) -> str:
     return f"{row['first']}|{row['second']}"
 
 
+@register_figure("conflict_over_training")
 def conflict_over_training(config: Mapping[str, Any], summary: Summary):
     """Fraction of conflicting logged steps and cos(g1, g2) over training, baseline runs."""
-    plt = _plt()
-    baseline = config.get("tables", {}).get("baseline", "sum")
+    plt = pyplot()
+    baseline = settings(config).tables.baseline
     train = summary["train"]
     train = train[train["variant"] == baseline].copy()
     fig, (ax_c, ax_cos) = plt.subplots(2, 1, figsize=(COLUMN_IN, 3.8), sharex=True,
@@ -161,6 +166,7 @@ def _after_angles(name: str, options: Mapping[str, Any], cos: np.ndarray, n1: np
     return out
 
 
+@register_figure("angle_histograms")
 def angle_histograms(config: Mapping[str, Any], summary: Summary):
     """Angle between g1 and g2 before harmonization, and between h1 and h2 after it."""
     import ghuda.harmonize
@@ -209,6 +215,7 @@ def angle_histograms(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
+@register_figure("accuracy_over_training")
 def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
     """Target accuracy over training: baseline vs +GH vs +GH++ per method."""
     evals = summary["eval"]
@@ -245,44 +252,6 @@ def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
-def ghpp_t_sensitivity(config: Mapping[str, Any], summary: Summary):
-    """Accuracy against the GH++ trade-off t, with the baseline and GH as references."""
-    plt = _plt()
-    tcfg = config["tables"]
-    sweep = tcfg["t_sweep"]
-    protocol = tcfg.get("protocol", "last")
-    col = metric_column(config, sweep["dataset"], protocol)
-    runs = summary["runs"]
-    data = runs[(runs["dataset"] == sweep["dataset"]) & (runs["task"] == sweep["task"])
-                & (runs["method"] == sweep["method"])]
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.4), layout="constrained")
-    ts, means, stds = [], [], []
-    for variant in sweep["variants"]:
-        vals = data[data["variant"] == variant][col]
-        if vals.empty:
-            continue
-        ts.append(config["variants"][variant]["options"]["t"])
-        means.append(vals.mean())
-        stds.append(vals.std(ddof=1) if len(vals) > 1 else 0.0)
-    order = np.argsort(ts)
-    ax.errorbar(np.asarray(ts)[order], np.asarray(means)[order], yerr=np.asarray(stds)[order],
-                marker="o", capsize=3, label="+GH++ (t)")
-    refs = [tcfg.get("baseline", "sum")] + [v for v in row_variants(config)
-                                            if config["variants"][v]["harmonizer"] == "gh"]
-    for variant, style in zip(refs[:2], ("--", ":"), strict=False):
-        vals = data[data["variant"] == variant][col]
-        if vals.empty:
-            continue
-        ax.axhline(vals.mean(), linestyle=style, color="0.3",
-                   label=f"{_variant_label(config, variant)} ({vals.mean():.1f})")
-    ax.set_xlabel("GH++ trade-off t")
-    ax.set_ylabel(f"target accuracy (%), `{protocol}`")
-    ax.set_title(f"{method_label(sweep['method'])}, {task_label(sweep['task'])} "
-                 f"(mean ± std over seeds)")
-    ax.legend(frameon=False)
-    return fig
-
-
 def weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
                    ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles
@@ -302,6 +271,7 @@ def weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
     return w1, w2
 
 
+@register_figure("weights_vs_angle")
 def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
     """w1, w2 against the angle for GH, GH++ and exact GH++: library curves on a grid
     (|g1| = |g2| solid, |g1| = 3|g2| dashed) and the logged training points."""
@@ -309,7 +279,7 @@ def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
 
     names = [n for n in HARMONIZER_CURVES if n in ghuda.harmonize.names()]
     fig, axes = grid(len(names), 3, PAGE_IN, 2.2)
-    angles = np.linspace(0.0, 180.0, config.get("figures", {}).get("weights_angle_grid", 361))
+    angles = np.linspace(0.0, 180.0, settings(config).figures.weights_angle_grid)
     train = summary["train"]
     for ax, name in zip(axes, names, strict=True):
         variants = [v for v, spec in config["variants"].items() if spec["harmonizer"] == name]
@@ -343,54 +313,11 @@ def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
-def tsne(config: Mapping[str, Any], summary: Summary):
-    """t-SNE of source and target features of the runs listed under `features`."""
-    from sklearn.manifold import TSNE
-
-    from ghuda.pipeline.grid import task_dir
-    from ghuda.report.aggregate import results_root
-
-    fcfg = config.get("figures", {})
-    max_points, perplexity = fcfg.get("tsne_max_points", 300), fcfg.get("tsne_perplexity", 30)
-    panels = [(f["dataset"], f["task"], f["method"], v, s)
-              for f in config["features"] for v in f["variants"] for s in f["seeds"]]
-    fig, axes = grid(len(panels), 3, PAGE_IN, 2.3)
-    for ax, (dataset, task, method, variant, seed) in zip(axes, panels, strict=True):
-        path = (results_root(config) / dataset / task_dir(task) / method / variant
-                / f"seed{seed}" / "features.npz")
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: missing; the run must set train.save_features")
-        with np.load(path) as npz:
-            rng = np.random.default_rng(seed)
-            parts = []
-            for domain in ("source", "target"):
-                feats = npz[domain]
-                idx = rng.permutation(len(feats))[:max_points]
-                parts.append(feats[idx])
-        points = np.concatenate(parts).astype(np.float64)
-        emb = TSNE(n_components=2, perplexity=min(perplexity, (len(points) - 1) / 3),
-                   init="pca", random_state=0).fit_transform(points)
-        n_src = len(parts[0])
-        ax.scatter(emb[:n_src, 0], emb[:n_src, 1], s=3, alpha=0.6, label="source",
-                   rasterized=True)
-        ax.scatter(emb[n_src:, 0], emb[n_src:, 1], s=3, alpha=0.6, label="target",
-                   rasterized=True)
-        ax.set_title(f"{method_label(method)} {_variant_label(config, variant)}, "
-                     f"{task_label(task)}, seed {seed}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel("t-SNE 1")
-        ax.set_ylabel("t-SNE 2")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False,
-               markerscale=3)
-    return fig
-
-
+@register_figure("step_cost")
 def step_cost(config: Mapping[str, Any], summary: Summary):
     """Step time relative to the unharmonized baseline (top) and peak memory (bottom), per
     method and harmonizer; each method's bars are centred on its label."""
-    plt = _plt()
+    plt = pyplot()
     frame = cost_frame(config, summary["runs"])
     fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(PAGE_IN, 4.2), sharex=True,
                                      layout="constrained")
@@ -429,21 +356,93 @@ def step_cost(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
-FIGURES: dict[str, Callable[[Mapping[str, Any], Summary], Any]] = {
-    "conflict_over_training": conflict_over_training,
-    "angle_histograms": angle_histograms,
-    "accuracy_over_training": accuracy_over_training,
-    "weights_vs_angle": weights_vs_angle,
-    "step_cost": step_cost,
-    "tsne": tsne,
-    "ghpp_t_sensitivity": ghpp_t_sensitivity,
-    "ladder_mechanism": ladder_mechanism,
-}
+@register_figure("tsne", when=has_features)
+def tsne(config: Mapping[str, Any], summary: Summary):
+    """t-SNE of source and target features of the runs listed under `features`."""
+    from sklearn.manifold import TSNE
+
+    from ghuda.pipeline.grid import task_dir
+    from ghuda.report.aggregate import results_root
+
+    fcfg = settings(config).figures
+    max_points, perplexity = fcfg.tsne_max_points, fcfg.tsne_perplexity
+    panels = [(f["dataset"], f["task"], f["method"], v, s)
+              for f in config["features"] for v in f["variants"] for s in f["seeds"]]
+    fig, axes = grid(len(panels), 3, PAGE_IN, 2.3)
+    for ax, (dataset, task, method, variant, seed) in zip(axes, panels, strict=True):
+        path = (results_root(config) / dataset / task_dir(task) / method / variant
+                / f"seed{seed}" / "features.npz")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; the run must set train.save_features")
+        with np.load(path) as npz:
+            rng = np.random.default_rng(seed)
+            parts = []
+            for domain in ("source", "target"):
+                feats = npz[domain]
+                idx = rng.permutation(len(feats))[:max_points]
+                parts.append(feats[idx])
+        points = np.concatenate(parts).astype(np.float64)
+        emb = TSNE(n_components=2, perplexity=min(perplexity, (len(points) - 1) / 3),
+                   init="pca", random_state=0).fit_transform(points)
+        n_src = len(parts[0])
+        ax.scatter(emb[:n_src, 0], emb[:n_src, 1], s=3, alpha=0.6, label="source",
+                   rasterized=True)
+        ax.scatter(emb[n_src:, 0], emb[n_src:, 1], s=3, alpha=0.6, label="target",
+                   rasterized=True)
+        ax.set_title(f"{method_label(method)} {_variant_label(config, variant)}, "
+                     f"{task_label(task)}, seed {seed}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False,
+               markerscale=3)
+    return fig
+
+
+@register_figure("ghpp_t_sensitivity", when=has_t_sweep)
+def ghpp_t_sensitivity(config: Mapping[str, Any], summary: Summary):
+    """Accuracy against the GH++ trade-off t, with the baseline and GH as references."""
+    plt = pyplot()
+    tcfg = settings(config).tables
+    sweep = tcfg.t_sweep
+    protocol = tcfg.protocol
+    col = metric_column(config, sweep["dataset"], protocol)
+    runs = summary["runs"]
+    data = runs[(runs["dataset"] == sweep["dataset"]) & (runs["task"] == sweep["task"])
+                & (runs["method"] == sweep["method"])]
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.4), layout="constrained")
+    ts, means, stds = [], [], []
+    for variant in sweep["variants"]:
+        vals = data[data["variant"] == variant][col]
+        if vals.empty:
+            continue
+        ts.append(config["variants"][variant]["options"]["t"])
+        means.append(vals.mean())
+        stds.append(vals.std(ddof=1) if len(vals) > 1 else 0.0)
+    order = np.argsort(ts)
+    ax.errorbar(np.asarray(ts)[order], np.asarray(means)[order], yerr=np.asarray(stds)[order],
+                marker="o", capsize=3, label="+GH++ (t)")
+    refs = [tcfg.baseline] + [v for v in row_variants(config)
+                              if config["variants"][v]["harmonizer"] == "gh"]
+    for variant, style in zip(refs[:2], ("--", ":"), strict=False):
+        vals = data[data["variant"] == variant][col]
+        if vals.empty:
+            continue
+        ax.axhline(vals.mean(), linestyle=style, color="0.3",
+                   label=f"{_variant_label(config, variant)} ({vals.mean():.1f})")
+    ax.set_xlabel("GH++ trade-off t")
+    ax.set_ylabel(f"target accuracy (%), `{protocol}`")
+    ax.set_title(f"{method_label(sweep['method'])}, {task_label(sweep['task'])} "
+                 f"(mean ± std over seeds)")
+    ax.legend(frameon=False)
+    return fig
 
 
 def save_figure(fig, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
     """Write <stem>.png (300 dpi) and <stem>.pdf atomically, without timestamps."""
-    plt = _plt()
+    plt = pyplot()
     out = Path(out_dir)
     paths = []
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
@@ -458,9 +457,9 @@ def save_figure(fig, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
 def make_figure(name: str, config: Mapping[str, Any], summary: Summary,
                 out_dir: str | os.PathLike[str]) -> list[Path]:
     """Build figure `name` in the paper style and save it."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; choose from {sorted(FIGURES)}")
-    plt = _plt()
+    FIGURE_BUILDERS.discover()
+    build = FIGURE_BUILDERS.get(name)
+    plt = pyplot()
     with plt.rc_context(STYLE):
-        fig = FIGURES[name](config, summary)
+        fig = build(config, summary)
         return save_figure(fig, out_dir, name)

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ghuda.report.outputs import dataset_table_stems, table_stems
+from ghuda.report.lookup import dataset_table_stems
+from ghuda.report.outputs import table_stems
 
 STYLE = """<style>
 .ghuda-tables table { border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.85em; }

@@ -8,15 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ghuda.report.figures import FIGURES
-from ghuda.report.outputs import dataset_table_stems, figure_names, table_stems
-
-TABLE_TITLES = {
-    "protocols": "Model-selection protocols (last / source_val / oracle)",
-    "cost": "Cost per step and extra passes per harmonizer",
-    "ghpp_t_sweep": "GH++ trade-off t",
-    "ladder": "Regime ladder: the finding from today's setting to the paper's regime",
-}
+from ghuda.report.lookup import dataset_table_stems
+from ghuda.report.outputs import FIGURE_BUILDERS, TABLE_BUILDERS, builders
 
 
 def _first_doc_line(obj: Any) -> str:
@@ -43,8 +36,10 @@ def index_markdown(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]
         lines += ["## Verification against published numbers", "", *body,
                   "", "Details: [verify.md](verify.md).", ""]
     lines += ["## Tables", ""]
-    for stem in table_stems(config):
-        title = TABLE_TITLES.get(stem, config["datasets"].get(stem, {}).get("label", stem))
+    titles = {stem: config["datasets"][stem].get("label", stem)
+              for stem in dataset_table_stems(config)}
+    titles.update((name, build.title) for name, build in builders(TABLE_BUILDERS, config).items())
+    for stem, title in titles.items():
         lines.append(f"- [{title}]({stem}.md) ([LaTeX]({stem}.tex))")
     for name, title in (("theory.md", "Theory checks (ghuda theory)"),
                         ("verify.md", "Verification"),
@@ -54,8 +49,8 @@ def index_markdown(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]
         if (tables / name).exists():
             lines.append(f"- [{title}]({name})")
     lines += ["", "## Figures", ""]
-    for name in figure_names(config):
-        lines += [f"### {name}", "", _first_doc_line(FIGURES[name]), "",
+    for name, build in builders(FIGURE_BUILDERS, config).items():
+        lines += [f"### {name}", "", _first_doc_line(build), "",
                   f"![{name}]({(rel_fig / f'{name}.png').as_posix()}) "
                   f"([PDF]({(rel_fig / f'{name}.pdf').as_posix()}))", ""]
     for name in ("extension_conflict", "extension_weights_vs_angle"):

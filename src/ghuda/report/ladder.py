@@ -24,21 +24,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ghuda.report.render import DASH, Table, fmt
-from ghuda.report.tables import (
-    DIVERGED_NOTE,
-    PROTOCOL_TEXT,
-    collapsed_count,
-    count_cell,
-    delta_cells,
+from ghuda.pipeline.config import schema_defaults, settings
+from ghuda.report.figures import PAGE_IN, grid, line_styles, no_data
+from ghuda.report.frames import collapsed_count, paired_to_baseline
+from ghuda.report.lookup import (
+    dataset_table_stems,
+    has_ladder,
     method_label,
     method_order,
     metric_column,
-    paired_to_baseline,
     row_variants,
-    summary_cell,
     task_label,
 )
+from ghuda.report.notes import DIVERGED_NOTE, PROTOCOL_TEXT
+from ghuda.report.outputs import register_figure, register_table
+from ghuda.report.render import DASH, Table, fmt
+from ghuda.report.tables import count_cell, delta_cells, summary_cell
 
 PROTOCOLS = ("last", "source_val", "oracle")
 W1_BLOWUP = 10.0  # GH's w1 above this: the transfer loss's weight (and the discriminator's lr
@@ -48,8 +49,7 @@ W1_BLOWUP = 10.0  # GH's w1 above this: the transfer loss's weight (and the disc
 def ladder_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """``tables.ladder`` with its defaults: ``mechanism_steps`` (first steps summarised) and
     ``compare_step`` (an evaluation step every rung has, shown beside `last`; None: none)."""
-    return {"mechanism_steps": 200, "compare_step": None,
-            **config.get("tables", {}).get("ladder", {})}
+    return {**schema_defaults("tables", "ladder"), **(settings(config).tables.ladder or {})}
 
 
 def rung_label(config: Mapping[str, Any], rung: str) -> str:
@@ -74,14 +74,16 @@ def w1_summary(train: pd.DataFrame) -> tuple[float, float, int]:
     return float(peak.median()), onset, len(above)
 
 
-def ladder_table(config: Mapping[str, Any], runs: pd.DataFrame, train: pd.DataFrame,
-                 evals: pd.DataFrame) -> Table:
+@register_table("ladder", "Regime ladder: the finding from today's setting to the paper's "
+                "regime", when=has_ladder)
+def ladder_table(config: Mapping[str, Any], summary: Mapping[str, pd.DataFrame]) -> Table:
     """Per rung x method x harmonizer: accuracy (at the end and, with ``compare_step``, at
     that evaluation), Δ under each protocol, counts, w1."""
-    tcfg = config.get("tables", {})
-    baseline, confidence = tcfg.get("baseline", "sum"), tcfg.get("confidence", 0.95)
-    settings = ladder_settings(config)
-    steps, at = settings["mechanism_steps"], settings["compare_step"]
+    runs, train, evals = summary["runs"], summary["train"], summary["eval"]
+    tcfg = settings(config).tables
+    baseline, confidence = tcfg.baseline, tcfg.confidence
+    ladder = ladder_settings(config)
+    steps, at = ladder["mechanism_steps"], ladder["compare_step"]
     at_column = [] if at is None else [f"acc. at step {at}"]
     table = Table(
         caption=("Regime ladder: target accuracy (%) and the paired Δ to the baseline under "
@@ -165,6 +167,7 @@ def _median_curve(frame: pd.DataFrame, value: str, peaks: bool = False) -> pd.Da
     return (rolling.max() if peaks else rolling.median()).reset_index()
 
 
+@register_figure("ladder_mechanism", when=has_ladder)
 def ladder_mechanism(config: Mapping[str, Any], summary: Mapping[str, pd.DataFrame]):
     """Per rung (rows), every step of the first steps, median over seeds: w1 of the
     harmonized runs; cos(g1, g2) and |g1| / |g2| of the baseline; the discriminator's
@@ -173,9 +176,7 @@ def ladder_mechanism(config: Mapping[str, Any], summary: Mapping[str, pd.DataFra
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter
 
-    from ghuda.report.figures import PAGE_IN, grid, line_styles, no_data
-
-    baseline = config.get("tables", {}).get("baseline", "sum")
+    baseline = settings(config).tables.baseline
     steps = ladder_settings(config)["mechanism_steps"]
     harmonized = [v for v in row_variants(config) if v != baseline]
     dashes = {**dict(zip(harmonized, VARIANT_DASHES, strict=False)), baseline: ":"}
@@ -183,8 +184,6 @@ def ladder_mechanism(config: Mapping[str, Any], summary: Mapping[str, pd.DataFra
     train = first_steps(summary["train"], steps).copy()
     train["ratio"] = train["norm1"] / train["norm2"]
     evals = summary["eval"]
-    from ghuda.report.outputs import dataset_table_stems
-
     rungs, methods = dataset_table_stems(config), method_order(config)  # the trained rungs
     colours = {m: s["color"] for m, s in zip(methods, line_styles(len(methods)), strict=True)}
     label = {v: config["variants"][v]["label"] for v in [baseline, *harmonized]}
@@ -315,7 +314,7 @@ def regime_fidelity_table(config: Mapping[str, Any]) -> Table:
                   columns=["Item", "Released (source)", *[rung_label(config, r) for r in rungs],
                            "Why the rungs differ"],
                   align="l" * (len(rungs) + 3))
-    baseline = config.get("tables", {}).get("baseline", "sum")
+    baseline = settings(config).tables.baseline
     run_configs = {r: run_config_for(config, r, config["datasets"][r]["tasks"][0], "cdan",
                                      baseline, 0) for r in rungs}
     for item in REGIME_ITEMS:

@@ -1,35 +1,67 @@
-"""The file names the table and figure builders write for a config (also the Snakefile's
-declared outputs, so the two cannot drift apart)."""
+"""The tables and figures of a config: their registered builders and the files they write
+(also the Snakefile's declared outputs, so the two cannot drift apart).
+
+A table or a figure is one function decorated with `register_table` or `register_figure`, in
+a module of ``ghuda.report`` (found on import, `ghuda.registry`) or in a module named in
+``$GHUDA_PLUGINS``. A builder takes the pipeline config and the aggregated summary
+(`ghuda.report.aggregate.load_summary`: frames ``runs``, ``train``, ``eval``) and returns a
+`ghuda.report.render.Table` (written as <name>.md and <name>.tex) or a matplotlib Figure
+(<name>.png and <name>.pdf); `when` says which configs have it (default: every one). Names
+come in registration order, a module's after those of the modules it imports. Besides them,
+every trained datasets entry has its results table (`ghuda.report.tables.dataset_table`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-FIGURES = (
-    "conflict_over_training",
-    "angle_histograms",
-    "accuracy_over_training",
-    "weights_vs_angle",
-    "step_cost",
-)
+from ghuda.registry import Registry
+from ghuda.report.lookup import dataset_table_stems
+
+Builder = Callable[..., Any]
+Condition = Callable[[Mapping[str, Any]], bool]
+
+TABLE_BUILDERS: Registry[Any] = Registry("table", "ghuda.report")
+FIGURE_BUILDERS: Registry[Any] = Registry("figure", "ghuda.report")
 
 
-def dataset_table_stems(config: Mapping[str, Any]) -> list[str]:
-    """One table per datasets entry that a grid block trains, in config order (a ladder rung
-    that no block lists yet has no runs, hence no table)."""
-    trained = {d for block in config["grid"] for d in block.get("datasets", config["datasets"])}
-    return [d for d in config["datasets"] if d in trained]
+def always(config: Mapping[str, Any]) -> bool:
+    """Every config has the table or figure."""
+    return True
+
+
+def _register(registry: Registry[Any], name: str, when: Condition,
+              **attrs: Any) -> Callable[[Builder], Builder]:
+    def decorate(fn: Builder) -> Builder:
+        for key, value in {"when": when, **attrs}.items():
+            setattr(fn, key, value)
+        return registry.register(name)(fn)
+
+    return decorate
+
+
+def register_table(name: str, title: str, when: Condition = always) -> Callable[[Builder], Builder]:
+    """Register a table builder as `name`; `title` is its entry in the index."""
+    return _register(TABLE_BUILDERS, name, when, title=title)
+
+
+def register_figure(name: str, when: Condition = always) -> Callable[[Builder], Builder]:
+    """Register a figure builder as `name`; its docstring's first paragraph is its caption in
+    the index."""
+    return _register(FIGURE_BUILDERS, name, when)
+
+
+def builders(registry: Registry[Any], config: Mapping[str, Any]) -> dict[str, Builder]:
+    """The registered builders (discovered first) that `config` has, by name."""
+    registry.discover()
+    found = {name: registry.get(name) for name in registry.names()}
+    return {name: fn for name, fn in found.items() if fn.when(config)}
 
 
 def table_stems(config: Mapping[str, Any]) -> list[str]:
     """Stems of the tables `ghuda report tables` writes (each as .md and .tex)."""
-    stems = [*dataset_table_stems(config), "protocols", "cost"]
-    if config.get("tables", {}).get("t_sweep"):
-        stems.append("ghpp_t_sweep")
-    if config.get("tables", {}).get("ladder"):
-        stems.append("ladder")
-    return stems
+    return [*dataset_table_stems(config), *builders(TABLE_BUILDERS, config)]
 
 
 def table_names(config: Mapping[str, Any]) -> list[str]:
@@ -38,11 +70,4 @@ def table_names(config: Mapping[str, Any]) -> list[str]:
 
 def figure_names(config: Mapping[str, Any]) -> list[str]:
     """Stems of the figures (each as .png and .pdf)."""
-    names = list(FIGURES)
-    if config.get("features"):
-        names.append("tsne")
-    if config.get("tables", {}).get("t_sweep"):
-        names.append("ghpp_t_sensitivity")
-    if config.get("tables", {}).get("ladder"):
-        names.append("ladder_mechanism")
-    return names
+    return list(builders(FIGURE_BUILDERS, config))

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ghuda.pipeline.config import ConfigError, load_yaml, validate_schema
+from ghuda.config import ConfigError
+from ghuda.pipeline.config import load_yaml, validate_schema
 
 NOT_RECORDED = "not recorded"
 AVG = "avg"

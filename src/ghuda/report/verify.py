@@ -17,18 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ghuda.pipeline.config import settings
 from ghuda.pipeline.grid import registered_dataset
+from ghuda.report.frames import seed_means
+from ghuda.report.lookup import method_label, method_order, metric_column, task_label
 from ghuda.report.render import DASH, Table, fmt, to_markdown
 from ghuda.report.reported import AVG, ReportedNumbers
 from ghuda.report.stats import mean_std
-from ghuda.report.tables import (
-    method_label,
-    method_order,
-    metric_column,
-    seed_means,
-    summary_cell,
-    task_label,
-)
+from ghuda.report.tables import summary_cell
 
 MATCH, DIFFERS, NOT_RECORDED, NOT_RUN = "MATCH", "DIFFERS", "NOT RECORDED", "NOT RUN"
 DIVERGED = "DIVERGED"
@@ -37,8 +33,8 @@ DIVERGED = "DIVERGED"
 def verdicts(config: Mapping[str, Any], runs: pd.DataFrame, reported: ReportedNumbers
              ) -> tuple[Table, Counter, list[str]]:
     """(verdict table, verdict counts, per-dataset notes)."""
-    vcfg = config.get("verify", {})
-    protocol, tol = vcfg.get("protocol", "oracle"), float(vcfg.get("tolerance_pp", 2.0))
+    vcfg = settings(config).verify
+    protocol, tol = vcfg.protocol, float(vcfg.tolerance_pp)
     table = Table(caption=(f"Reproduced (protocol `{protocol}`, mean ± std over seeds) vs "
                            f"published; tolerance {tol:g} pp"),
                   columns=["Dataset", "Method", "Variant", "Task", "reproduced", "published",
@@ -110,7 +106,7 @@ def protocol_notes(config: Mapping[str, Any]) -> list[str]:
     """Under which protocol the reproduced numbers were trained and selected, and the MCD
     flag of the release (REFERENCE 1.5b)."""
     holdout = (config.get("run_defaults") or {}).get("dataset", {}).get("source_holdout", True)
-    protocol = config.get("verify", {}).get("protocol", "oracle")
+    protocol = settings(config).verify.protocol
     train = ("on the source training split (the 10 % source hold-out kept for `source_val`, "
              "`dataset.source_holdout: true`; the release trains on the whole source)"
              if holdout else "on the whole source domain, as released")
@@ -127,7 +123,7 @@ def verdict_markdown(config: Mapping[str, Any], table: Table, counts: Counter,
                    "config has a published counterpart recorded in the reported-numbers file.")
     else:
         overall = (f"**Verdict: {counts[MATCH]} of {compared} compared numbers match** "
-                   f"within {config.get('verify', {}).get('tolerance_pp', 2.0):g} pp; "
+                   f"within {settings(config).verify.tolerance_pp:g} pp; "
                    f"{counts[DIFFERS]} differ.")
     tail = ", ".join(f"{k}: {counts[k]}" for k in (MATCH, DIFFERS, DIVERGED, NOT_RECORDED,
                                                      NOT_RUN)
