@@ -270,18 +270,18 @@ def test_class_orders_are_fixed():
 def test_zip_member_escaping_the_folder_is_refused(tmp_path):
     import zipfile
 
-    from ghuda.data.fetch import _safe_extract
+    from ghuda.data.fetch import safe_extract
 
     bad = tmp_path / "evil.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("../outside.txt", "x")
     with pytest.raises(ValueError, match=r"evil\.zip: member '\.\./outside\.txt' would extract"):
-        _safe_extract(bad, tmp_path / "out")
+        safe_extract(bad, tmp_path / "out")
     assert not (tmp_path / "outside.txt").exists()
     html = tmp_path / "page.tar.gz"
     html.write_text("<html>Google Drive - virus scan warning</html>")
     with pytest.raises(ValueError, match=r"page\.tar\.gz is neither a tar nor a zip"):
-        _safe_extract(html, tmp_path / "out")
+        safe_extract(html, tmp_path / "out")
 
 
 def test_train_crops_follow_the_method_per_domain(tmp_path):

@@ -258,7 +258,9 @@ def get(dataset: str, *, root: str | os.PathLike[str] | None = None,
 # ---------------------------------------------------------------- register
 
 
-def _safe_extract(path: Path, out: Path) -> None:
+def safe_extract(path: Path, out: Path) -> None:
+    """Extract the tar or zip archive `path` into `out`, refusing members that would land
+    outside it; ValueError names an archive that is neither (e.g. a saved HTML error page)."""
     out.mkdir(parents=True, exist_ok=True)
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as tf:
@@ -291,7 +293,7 @@ def _inputs(recipe: Recipe, paths: list[Path]) -> list[Path]:
     return files
 
 
-def _locate(top: Path, expect: list[str]) -> Path:
+def locate_tree(top: Path, expect: list[str]) -> Path:
     """The folder under `top` (itself or a descendant, shallowest first) holding `expect`."""
     queue = [top]
     while queue:
@@ -329,8 +331,8 @@ def register(dataset: str, paths: list[str | os.PathLike[str]], *,
                 shutil.copy2(path, target / path.name)
             else:
                 log(f"{path.name}: extracting")
-                _safe_extract(path, target)
-        tree = _locate(staging / "x", recipe.expect)
+                safe_extract(path, target)
+        tree = locate_tree(staging / "x", recipe.expect)
         try:
             summary = verify_tree(recipe, tree, deep=deep)
         except VerifyError as e:

@@ -14,7 +14,7 @@ from copy import deepcopy
 from types import ModuleType
 from typing import Any
 
-from ghuda.config import ConfigError
+from ghuda.config import ORDERS, ConfigError
 
 TASKS = ("retrieval", "detection")
 TOP_KEYS = ("extension", "seed", "data", "model", "task", "harmonizer", "train")
@@ -62,10 +62,10 @@ def resolve(raw: Mapping[str, Any], tasks: Collection[str] = TASKS) -> dict[str,
     extra = sorted(set(harm) - {"name", "options", "order"})
     if extra:
         raise ConfigError(f"harmonizer: unknown keys {extra}; allowed: name, options, order")
-    if harm.get("order", "released") not in ("released", "swapped"):
-        raise ConfigError(f"harmonizer.order: {harm['order']!r}; allowed: released, swapped")
+    if harm.get("order", ORDERS[0]) not in ORDERS:
+        raise ConfigError(f"harmonizer.order: {harm['order']!r}; allowed: {', '.join(ORDERS)}")
     cfg["harmonizer"] = {"name": harm["name"], "options": dict(harm.get("options") or {}),
-                         "order": harm.get("order", "released")}
+                         "order": harm.get("order", ORDERS[0])}
     train = dict(raw.get("train") or {})
     bad = sorted(set(train) - set(TRAIN_DEFAULTS))
     if bad:

@@ -36,10 +36,10 @@ from ghuda.data.fetch import (
     ChecksumError,
     FetchError,
     VerifyError,
-    _safe_extract,
     check_file,
     download,
     downloads_folder,
+    safe_extract,
 )
 from ghuda.data.images import open_rgb
 from ghuda.data.paths import DatasetNotFoundError
@@ -238,7 +238,7 @@ def fetch(root: str | os.PathLike[str], url: str | None = None, *,
     try:
         for archive in archives:
             log(f"{archive.file}: extracting")
-            _safe_extract(folder / archive.file, staging / "x")
+            safe_extract(folder / archive.file, staging / "x")
         found = verify_tree(staging / "x" / "VOCdevkit", counts or COUNTS)
         manifest = {"dataset": NAME, "inputs": records, "counts": found,
                     "verified": "counts, every listed JPEG present, every XML parsed"}

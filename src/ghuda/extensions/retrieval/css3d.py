@@ -27,11 +27,11 @@ from ghuda.data.fetch import (
     MANIFEST,
     FetchError,
     VerifyError,
-    _locate,
-    _safe_extract,
     check_file,
     download,
     downloads_folder,
+    locate_tree,
+    safe_extract,
 )
 from ghuda.data.paths import DatasetCorruptError, DatasetNotFoundError, data_root
 from ghuda.extensions.retrieval.sets import FileImages, Mod, Split
@@ -154,10 +154,10 @@ def install(folder: Path, dest: Path) -> Path:
         inputs = [{**check_file(folder / f, None), "documented_size": None,
                    "documented_size_reason": UNKNOWN_SIZE} for f in FILES]
         try:
-            _safe_extract(folder / FILES[0], staging / "x")
+            safe_extract(folder / FILES[0], staging / "x")
         except (ValueError, OSError) as err:
             raise VerifyError(f"{folder / FILES[0]}: {err}; delete it and fetch again") from None
-        tree = _locate(staging / "x", [NPY, "images"])
+        tree = locate_tree(staging / "x", [NPY, "images"])
         splits = read_tree(tree)
         shutil.copy2(folder / FILES[1], tree / FILES[1])
         counts = {s.name: {"images": len(s.images), "mods": len(s.mods), "queries": s.pairs}
