@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from resume_cases import Interrupted, comparable
 from torch import Tensor, nn
 
 from ghuda import runs
@@ -105,6 +106,60 @@ def test_gh_changes_the_update_and_runs_are_deterministic(tmp_path):
     s = loop.ExtensionRun(_config("sum"), tmp_path / "s").run()
     assert a["protocols"] == b["protocols"]
     assert a["protocols"]["last"]["score"] != s["protocols"]["last"]["score"]
+
+
+@pytest.mark.parametrize("harmonizer", ["gh", "agr_rand"])
+def test_an_interrupted_run_resumes_to_the_bytes_of_an_uninterrupted_one(
+        tmp_path, interrupt_at, harmonizer):
+    """Checkpoint every 5 steps, killed at step 13: the rerun resumes at 10 and writes the
+    history and metrics of a run never interrupted (and of one without checkpoints)."""
+    cfg = _config(harmonizer, checkpoint_every=5, lr_decay_every=4)
+    whole = loop.ExtensionRun(cfg, tmp_path / "whole").run()
+    plain = loop.ExtensionRun({**cfg, "train": {**cfg["train"], "checkpoint_every": 0}},
+                              tmp_path / "plain").run()
+    interrupt_at(12)
+    with pytest.raises(Interrupted):
+        loop.ExtensionRun(cfg, tmp_path / "cut").run()
+    cut = runs.RunFolder(tmp_path / "cut")
+    assert cut.checkpoint.is_file()
+    assert not cut.metrics.exists()
+    resumed = loop.ExtensionRun(cfg, tmp_path / "cut").run()
+    assert resumed["timing"]["resumed"]
+    assert not whole["timing"]["resumed"]
+    history = (tmp_path / "whole" / runs.HISTORY).read_bytes()
+    assert cut.history.read_bytes() == history
+    assert (tmp_path / "plain" / runs.HISTORY).read_bytes() == history
+    assert comparable(resumed) == comparable(whole) == comparable(plain)
+    assert not cut.checkpoint.exists()  # a completed run keeps no checkpoint
+
+
+def test_a_checkpoint_of_another_config_is_refused_and_fresh_starts_over(
+        tmp_path, interrupt_at):
+    cfg = _config("gh", checkpoint_every=5)
+    interrupt_at(7)
+    with pytest.raises(Interrupted):
+        loop.ExtensionRun(cfg, tmp_path / "r").run()
+    other = _config("gh", checkpoint_every=5, lr=0.01)
+    with pytest.raises(runs.RunFolderError, match="checkpoint of another config"):
+        loop.ExtensionRun(other, tmp_path / "r").run()
+    metrics = loop.ExtensionRun(other, tmp_path / "r").run(fresh=True)
+    assert metrics["status"] == "completed"
+    assert not metrics["timing"]["resumed"]
+    assert yaml.safe_load((tmp_path / "r" / runs.CONFIG).read_text())["train"]["lr"] == 0.01
+
+
+def test_a_corrupt_checkpoint_exits_with_the_folder_status(tmp_path, interrupt_at, capsys):
+    cfg = _config("gh", checkpoint_every=5)
+    interrupt_at(7)
+    with pytest.raises(Interrupted):
+        loop.ExtensionRun(cfg, tmp_path / "r").run()
+    (tmp_path / "r" / runs.CHECKPOINT).write_bytes(b"not a checkpoint")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert ext_main(["train", "--config", str(tmp_path / "c.yaml"),
+                     "--out", str(tmp_path / "r")]) == 4
+    assert "corrupt" in capsys.readouterr().err
+    assert ext_main(["train", "--config", str(tmp_path / "c.yaml"), "--out",
+                     str(tmp_path / "r"), "--fresh"]) == 0
 
 
 def test_divergence_recorded_or_raised(tmp_path):

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=20 (repeatable)")
     t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--fresh", action="store_true",
+                   help="start over even if the folder holds a checkpoint of this config")
     t.add_argument("--record-divergence", action="store_true",
                    help="a non-finite loss is a result: metrics.json with status 'diverged'")
     f = sub.add_parser("fetch", help="download and register a paper dataset of an extension")
@@ -69,6 +71,7 @@ def _load_run_config(path: str, overrides: list[str]) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ghuda.engine.checkpoint import CheckpointError
     from ghuda.engine.step import NonFiniteLoss
     from ghuda.extensions.loop import ExtensionRun
     from ghuda.models.torchvision_backbones import PretrainedWeightsMissing
@@ -77,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         run = ExtensionRun(_load_run_config(args.config, args.overrides), args.out,
                            record_divergence=args.record_divergence)
-        metrics = run.run()
+        metrics = run.run(fresh=args.fresh)
     except ConfigError as err:
         print(f"ghuda extension train: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -90,7 +93,7 @@ def _train(args: argparse.Namespace) -> int:
     except NonFiniteLoss as err:
         print(f"ghuda extension train: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    except RunFolderError as err:
+    except (RunFolderError, CheckpointError) as err:
         print(f"ghuda extension train: {err}", file=sys.stderr)
         return EXIT_FOLDER
     if metrics["status"] == "diverged":

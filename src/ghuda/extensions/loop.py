@@ -13,11 +13,17 @@ records with losses and the pair's statistics every ``log_every`` steps; eval re
 evaluation), ``val`` (the evaluation with the best val primary metric; no test labels) and
 ``oracle`` (the best test primary metric: selects on test labels, labelled as such). A
 non-finite loss stops the run; with ``record_divergence`` it is recorded as
-``status: diverged``. Runs are short and keep no checkpoint: an interrupted run starts over.
+``status: diverged``. With ``train.checkpoint_every`` > 0 the run saves ``checkpoint.pt``
+(`ghuda.engine.checkpoint`: the task, optimizers, harmonizer, RNG states, evaluations and the
+history's length) every that many steps; started again on the same folder and config it
+resumes there, to the same bytes as an uninterrupted run (the batch streams depend only on
+the seed, so they are replayed to the step), unless ``fresh``. Without checkpoints an
+interrupted run starts over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import platform
 import time
@@ -29,10 +35,11 @@ import torch
 import yaml
 
 from ghuda import runs
+from ghuda.engine import checkpoint
 from ghuda.engine.amp import LossScaler
 from ghuda.engine.metrics import git_commit
 from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups, step_decay
-from ghuda.engine.runtime import make_runtime, seed_everything
+from ghuda.engine.runtime import make_runtime, rng_state, seed_everything, set_rng_state
 from ghuda.engine.step import NonFiniteLoss, StepParts, run_stage
 from ghuda.extensions import meta
 from ghuda.extensions.base import BUILDERS, ExtensionTask, TaskData
@@ -82,14 +89,29 @@ class ExtensionRun:
         check_coverage(task, groups)
         return task, data
 
-    def run(self) -> dict[str, Any]:
-        """Train, evaluate, write the folder; returns metrics.json's content."""
+    def _resumable(self, config_text: str) -> dict[str, Any] | None:
+        """The checkpoint of an interrupted run of this config in the folder, else None."""
+        if not (self.folder.checkpoint.is_file() and self.folder.config.is_file()
+                and self.folder.history.is_file()):
+            return None
+        if self.folder.config.read_text(encoding="utf-8") != config_text:
+            raise runs.RunFolderError(
+                f"{self.folder.out} holds a checkpoint of another config; start over with "
+                "--fresh (or use another folder)")
+        return checkpoint.load(self.folder.checkpoint, _sha256(config_text))
+
+    def run(self, fresh: bool = False) -> dict[str, Any]:
+        """Train (resuming from the folder's checkpoint unless `fresh`), evaluate, write the
+        folder; returns metrics.json's content."""
         cfg, train = self.cfg, self.cfg["train"]
         self.folder.check_is_folder()
         self.folder.out.mkdir(parents=True, exist_ok=True)
-        for path in self.folder.all():
-            path.unlink(missing_ok=True)
-        runs.write_text(self.folder.config, yaml.safe_dump(cfg, sort_keys=True))
+        config_text = yaml.safe_dump(cfg, sort_keys=True)
+        state = None if fresh else self._resumable(config_text)
+        if state is None:
+            for path in self.folder.all():
+                path.unlink(missing_ok=True)
+            runs.write_text(self.folder.config, config_text)
         runtime = make_runtime({"threads": train["threads"], "device": train["device"],
                                 "deterministic": train["deterministic"], "amp": False,
                                 "amp_dtype": "auto"})
@@ -110,13 +132,21 @@ class ExtensionRun:
         pair = Pair(first, second, tuple(measure))
         generator = torch.Generator(device=runtime.device).manual_seed(cfg["seed"])
         batches = data.batches(cfg["seed"])
-        history = runs.History(self.folder.history)
-        evals: list[dict[str, Any]] = []
+        start, evals, offset, spent = 0, [], 0, {"wall_s": 0.0, "eval_s": 0.0}
+        if state is not None:
+            self._restore(state, task, parts, generator)
+            for _ in range(state["step"]):  # the batch streams depend only on the seed
+                next(batches)
+            set_rng_state(state["rng"])
+            start, evals, offset, spent = (state["step"], state["evals"],
+                                           state["history_offset"], state["spent"])
+        history = runs.History(self.folder.history, offset)
         status, diverged_at, error = "completed", None, None
-        t0 = time.perf_counter()
-        eval_s = 0.0
+        t0 = time.perf_counter() - spent["wall_s"]
+        eval_s = spent["eval_s"]
+        every = train["checkpoint_every"]
         try:
-            for step in range(train["steps"]):
+            for step in range(start, train["steps"]):
                 optim.set_step(step, step_decay(train["lr_decay"], train["lr_decay_every"],
                                                 train["lr_milestones"], step))
                 task.train()
@@ -131,6 +161,14 @@ class ExtensionRun:
                     evals.append(self._evaluate(task, data, step + 1))
                     eval_s += time.perf_counter() - e0
                     history.append({"kind": "eval", **evals[-1]})
+                if every and (step + 1) % every == 0 and step + 1 < train["steps"]:
+                    checkpoint.save(self.folder.checkpoint, {
+                        "config_sha256": _sha256(config_text), "step": step + 1,
+                        "history_offset": history.offset(), "evals": evals,
+                        "task": task.state_dict(), "optimizers": optim.state_dict(),
+                        "harmonizer": parts.harmonizer.state_dict(),
+                        "generator": generator.get_state(), "rng": rng_state(),
+                        "spent": {"wall_s": time.perf_counter() - t0, "eval_s": eval_s}})
         except NonFiniteLoss as err:
             if not self.record_divergence:
                 history.close()
@@ -147,13 +185,27 @@ class ExtensionRun:
             "run": {"seed": cfg["seed"], "harmonizer": harm["name"],
                     "harmonizer_options": harm["options"], "order": harm["order"],
                     "steps": train["steps"], "data": data.describe},
-            "timing": {"wall_s": wall, "train_s": wall - eval_s, "eval_s": eval_s},
+            "timing": {"wall_s": wall, "train_s": wall - eval_s, "eval_s": eval_s,
+                       "resumed": state is not None},
             "provenance": {"git_commit": git_commit(), "torch": torch.__version__,
                            "python": platform.python_version(),
                            "device": runtime.describe(), "threads": runtime.threads},
         }
         runs.write_json(self.folder.metrics, metrics)
+        self.folder.checkpoint.unlink(missing_ok=True)
         return metrics
+
+    def _restore(self, state: dict[str, Any], task: ExtensionTask, parts: StepParts,
+                 generator: torch.Generator) -> None:
+        try:
+            task.load_state_dict(state["task"])
+            parts.optim.load_state_dict(state["optimizers"])
+            parts.harmonizer.load_state_dict(state["harmonizer"])
+            generator.set_state(state["generator"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {self.folder.checkpoint} does not fit this run "
+                f"({type(err).__name__}: {err}); delete it or pass --fresh") from None
 
     @staticmethod
     def _evaluate(task: ExtensionTask, data: TaskData, step: int) -> dict[str, Any]:
@@ -161,6 +213,10 @@ class ExtensionRun:
         with torch.no_grad():
             return {"step": step, "val": task.evaluate(data.val),
                     "test": task.evaluate(data.test)}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _to(batch: Any, device: torch.device) -> Any:

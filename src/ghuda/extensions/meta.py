@@ -23,6 +23,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0, "lr_decay": 0.1, "lr_decay_every": None, "lr_milestones": [],
     "eval_every": 100,
     "log_every": 10, "device": "cpu", "threads": 1, "deterministic": False,
+    "checkpoint_every": 0,
 }
 
 
@@ -75,6 +76,9 @@ def resolve(raw: Mapping[str, Any], tasks: Collection[str] = TASKS) -> dict[str,
     for key in ("steps", "batch_size", "eval_every", "log_every"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise ConfigError(f"train.{key}: {t[key]!r} must be a positive integer")
+    if not isinstance(t["checkpoint_every"], int) or t["checkpoint_every"] < 0:
+        raise ConfigError(f"train.checkpoint_every: {t['checkpoint_every']!r} must be an "
+                          "integer >= 0 (0: no checkpoint)")
     if t["lr_decay_every"] is not None and (not isinstance(t["lr_decay_every"], int)
                                             or t["lr_decay_every"] < 1):
         raise ConfigError(f"train.lr_decay_every: {t['lr_decay_every']!r} must be a positive "
