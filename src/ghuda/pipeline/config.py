@@ -170,8 +170,8 @@ def check_config(config: Mapping[str, Any], source: str = "config",
         for v in block["variants"]:
             if v not in variants:
                 raise _unknown(source, f"{where}/variants", v, variants)
+    switches = {"mode": MODES, "order": ORDERS, "measure": MEASURES}  # harmonizer.<key>
     for label, var in variants.items():
-        switches = {"mode": MODES, "order": ORDERS, "measure": MEASURES}  # harmonizer.<key>
         for key, allowed in switches.items():
             if key in var and var[key] not in allowed:
                 raise ConfigError(f"{source}: invalid value at 'variants/{label}/{key}': "
