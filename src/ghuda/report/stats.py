@@ -122,3 +122,23 @@ def _wilcoxon(d: np.ndarray) -> float:
         except ValueError:
             return NAN
     return float(p) if not math.isnan(p) else NAN
+
+
+def projected_half_width(sds: Sequence[float], completion: Sequence[float], seeds: int,
+                         confidence: float = 0.95) -> float:
+    """Half-width of the stratified interval of `paired` with `seeds` seeds per task, given
+    each task's sd of the paired differences and share of pairs that complete:
+    ``se^2 = sum_k s_k^2 / (seeds c_k) / K^2``, Welch-Satterthwaite degrees of freedom (one
+    task: ``seeds c - 1``); NaN when a task would have fewer than two complete pairs."""
+    s = np.asarray(sds, dtype=float)
+    pairs = seeds * np.asarray(completion, dtype=float)
+    if s.shape != pairs.shape or s.size == 0:
+        raise ValueError(f"{s.size} spreads for {pairs.size} completion shares")
+    if (pairs < 2).any():
+        return NAN
+    terms = s**2 / pairs
+    se = math.sqrt(terms.sum()) / s.size
+    if se == 0.0:
+        return 0.0
+    dof = terms.sum() ** 2 / float(np.sum(terms**2 / (pairs - 1)))
+    return float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
