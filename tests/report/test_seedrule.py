@@ -31,6 +31,9 @@ def test_clauses_of_the_rule():
     assert resolution(Paired(6, 1.0, -4.0, 6.0, 0.5, 0.5)) == UNRESOLVED
     assert resolution(Paired(60, -35.0, -40.0, -30.0, 0.0, 0.0)) == BY_MARGIN
     assert resolution(Paired(2, 1.0, math.nan, math.nan, math.nan, math.nan)) == UNRESOLVED
+    # two pairs have an interval, but the tables show none from fewer than three
+    assert resolution(Paired(2, -64.6, -158.3, 29.1, 0.5, 0.5)) == UNRESOLVED
+    assert resolution(Paired(2, -64.6, -65.0, -64.2, 0.5, 0.5)) == UNRESOLVED
 
 
 @pytest.mark.parametrize("seeds", [3, 7, 20])

@@ -41,7 +41,7 @@ from ghuda.report.notes import PROTOCOL_TEXT
 from ghuda.report.outputs import register_table
 from ghuda.report.render import DASH, Table, fmt
 from ghuda.report.stats import Paired, projected_half_width
-from ghuda.report.tables import delta_cells
+from ghuda.report.tables import MIN_PAIRS, delta_cells
 
 TOLERANCE = 2.0  # points: an interval this narrow resolves any Δ
 MARGIN = 3.0  # half-widths: a Δ this far from zero is resolved
@@ -54,8 +54,9 @@ UNRESOLVED = "unresolved"
 
 
 def half_width(p: Paired) -> float:
-    """Half the width of the interval (NaN without one)."""
-    return (p.ci_high - p.ci_low) / 2.0
+    """Half the width of the interval; NaN without one, or from fewer than `MIN_PAIRS` pairs
+    (the tables show none there)."""
+    return (p.ci_high - p.ci_low) / 2.0 if p.n >= MIN_PAIRS else math.nan
 
 
 def resolves(delta: float, width: float) -> str | None:
