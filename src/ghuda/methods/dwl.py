@@ -232,8 +232,7 @@ class DWL(Method):
             "num_k1": release.Cheaper(2, "cost; chosen on source validation (docstring)"),
             "num_k3": release.Cheaper(2, "cost; keeps the released 1:1 ratio"),
             "window": release.Cheaper(None, "a tenth of the run, so T updates ten times"),
-            "hidden": release.Cheaper(256, "cost"),
-            "oracle": release.Cheaper("main", release.RUNS_PREDATE_ORACLE)},
+            "hidden": release.Cheaper(256, "cost")},
         items=(release.optimizer_item(
             "SGD momentum 0.9 without Nesterov, weight decay 5e-4, every network",
             "dwl/solver.py:101-117", "every group"),

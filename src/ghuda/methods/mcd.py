@@ -104,8 +104,7 @@ class MCD(Method):
             "trade_off": release.Cheaper(0.3, "the released Digits value"),
             "num_k": release.Cheaper(1, "cost: an iteration is 2 + num_k full passes"),
             "head_hidden": release.Cheaper(256, "cost: two 1024-wide heads cost more than the "
-                                                "digit CNN"),
-            "oracle": release.Cheaper("ensemble", release.RUNS_PREDATE_ORACLE)},
+                                                "digit CNN")},
         items=(release.optimizer_item(
             "G: SGD without momentum; heads: SGD momentum 0.9 without Nesterov; weight decay "
             "5e-4", "mcd/mcd.py:95-99", "both groups"),

@@ -191,11 +191,6 @@ def resized_crop(params: Mapping[str, Any]) -> str:
     return "random_resized_crop" if augment == RELEASED else augment
 
 
-# RELEASE.digits_mini reason of MCD's and DWL's `oracle` in configs/digits_full.yaml
-RUNS_PREDATE_ORACLE = ("the committed digits_full MCD / DWL runs and tables predate the "
-                       "released oracle switch (issue 24); kept until they are retrained")
-
-
 def oracle_item(released: str, source: str, alternative: str) -> Item:
     """The released oracle of a multi-predictor method (MCD, DWL; issue 24 item 2)."""
     return Item(
