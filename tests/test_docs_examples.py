@@ -13,6 +13,7 @@ from ghuda import config
 from ghuda.engine.trainer import Trainer
 from ghuda.harmonize import registry as harmonizer_registry
 from ghuda.methods import registry as method_registry
+from ghuda.report.figures import curve_harmonizers
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 TINY = ["train.steps=5", "train.batch_size=16", "train.eval_every=5", "train.log_every=1",
@@ -65,6 +66,7 @@ def test_add_a_method_example_trains(registries, digits_mini_root, tmp_path):
 def test_add_a_harmonizer_example_trains(registries, digits_mini_root, tmp_path):
     _register("src/ghuda/harmonize/gh_one_sided.py")
     assert "gh_one_sided" in harmonizer_registry.names()
+    assert "gh_one_sided" in curve_harmonizers()  # joins the weights-vs-angle figures
     with pytest.raises(config.ConfigError, match="strength must be in"):
         config.load(None, ["harmonizer.name=gh_one_sided",
                            "harmonizer.options={strength: 2.0}"])

@@ -77,18 +77,26 @@ def test_learning_rates_follow_multipliers_and_schedule():
     assert opt.optimizers["classifier"].param_groups[0]["lr"] == pytest.approx(10 * base)
 
 
-def test_a_step_decay_factor_is_the_extension_loops_product_to_the_bit():
+def test_the_step_decay_of_train_keys_is_the_extension_loops_product_to_the_bit():
     _, groups = _groups()
     mults = {"backbone": 1.0, "classifier": 0.1, "discriminator": 3.0}
-    opt = GroupOptimizers(groups, mults, {**TRAIN, "lr": 0.002, "lr_schedule": "constant"})
+    plain = GroupOptimizers(groups, mults, {**TRAIN, "lr": 0.002, "lr_schedule": "constant"})
+    opt = GroupOptimizers(groups, mults, {**TRAIN, "lr": 0.002, "lr_schedule": "constant",
+                                          "lr_decay": 0.1, "lr_decay_every": 3,
+                                          "lr_milestones": []})
     for step in (0, 3, 7):
         factor = step_decay(0.1, 3, [], step)
-        base = opt.set_step(step, factor)
+        base = opt.set_step(step)
         for g, o in opt.optimizers.items():  # was: set_step(step), then lr *= factor
             assert o.param_groups[0]["lr"] == (base * mults[g]) * factor
-        opt.set_step(step)
-        for g, o in opt.optimizers.items():  # a factor of 1 (the UDA engine) changes no bit
+        assert plain.set_step(step) == base
+        for g, o in plain.optimizers.items():  # no decay keys (the UDA engine): no bit changes
             assert o.param_groups[0]["lr"] == base * mults[g]
+    milestones = GroupOptimizers(groups, mults, {**TRAIN, "lr_schedule": "constant",
+                                                 "lr_decay": 0.5, "lr_milestones": [2, 4]})
+    milestones.set_step(4)
+    assert milestones.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(
+        TRAIN["lr"] * 3.0 * 0.25)
 
 
 def test_stepping_a_subset_leaves_other_groups_untouched():

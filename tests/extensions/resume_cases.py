@@ -11,5 +11,5 @@ class Interrupted(Exception):
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json without what differs between identical runs (timing, provenance)."""
-    return {k: v for k, v in metrics.items() if k not in ("timing", "provenance")}
+    """metrics.json without what differs between identical runs (cost, provenance)."""
+    return {k: v for k, v in metrics.items() if k not in ("cost", "provenance")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -83,11 +84,11 @@ def _config(harmonizer: str = "sum", **train) -> dict:
 def test_run_writes_folder_with_three_protocols(tmp_path, harmonizer):
     metrics = loop.ExtensionRun(_config(harmonizer), tmp_path / "run").run()
     assert metrics["status"] == "completed"
-    assert set(metrics["protocols"]) == {"last", "val", "oracle"}
+    assert set(metrics["protocols"]) == {"last", "source_val", "oracle"}
     assert metrics["protocols"]["last"]["step"] == 20
     oracle = metrics["protocols"]["oracle"]["score"]
     assert oracle >= metrics["protocols"]["last"]["score"]
-    assert oracle >= metrics["protocols"]["val"]["score"]
+    assert oracle >= metrics["protocols"]["source_val"]["score"]
     folder = runs.RunFolder(tmp_path / "run")
     records = list(folder.read_history())
     train = [r for r in records if r["kind"] == "train"]
@@ -97,7 +98,68 @@ def test_run_writes_folder_with_three_protocols(tmp_path, harmonizer):
     assert {"cos", "angle_deg", "w1", "w2", "conflict"} <= set(pair)
     assert [r["step"] for r in records if r["kind"] == "eval"] == [5, 10, 15, 20]
     assert yaml.safe_load(folder.config.read_text())["harmonizer"]["name"] == harmonizer
-    assert metrics["provenance"]["torch"] == torch.__version__
+    prov = metrics["provenance"]  # the engine's provenance
+    assert prov["versions"]["torch"]
+    assert prov["data"] == {"describe": "toy data"}
+    assert prov["config_sha256"] == hashlib.sha256(folder.config.read_bytes()).hexdigest()
+    assert metrics["schema"] == runs.SCHEMA_VERSION
+    assert metrics["conflict"]["logged_steps"] == len(train)
+
+
+def _reference_history(cfg: dict, path: Path) -> None:
+    """The extension loop as it was before it became a client of the engine's loop (issue
+    25), from the engine's parts: lr0 x multiplier x step decay set by hand, train records at
+    the first step and every log_every after it, evaluations every eval_every steps."""
+    from contextlib import nullcontext
+
+    from ghuda.engine.amp import LossScaler
+    from ghuda.engine.optim import GroupOptimizers
+    from ghuda.engine.runtime import seed_everything
+    from ghuda.engine.step import StepParts, run_stage
+    from ghuda.harmonize import make
+    from ghuda.methods.base import Pair, Stage
+
+    cfg = loop.resolve(cfg)
+    t, seed = cfg["train"], cfg["seed"]
+    seed_everything(seed)
+    task, data = base.BUILDERS["toy"](cfg)
+    groups = task.param_groups()
+    optim = GroupOptimizers(groups, task.lr_multipliers(), {**t, "lr_schedule": "constant"})
+    parts = StepParts(task, optim, make(cfg["harmonizer"]["name"]), LossScaler(False),
+                      nullcontext, order="released")
+    pair = Pair(*task.pair()[:2], tuple(task.pair()[2]))
+    generator = torch.Generator().manual_seed(seed)
+    batches = data.batches(seed)
+    history = runs.History(path, 0)
+    for i in range(t["steps"]):
+        decay = step_decay(t["lr_decay"], t["lr_decay_every"], t["lr_milestones"], i)
+        for g, opt in optim.optimizers.items():
+            for pg in opt.param_groups:
+                pg["lr"] = t["lr"] * 1.0 * optim.multipliers[g] * decay
+        task.train()
+        stage = Stage("main", task.losses(next(batches), generator), step=tuple(groups),
+                      pairs=(pair,))
+        record = run_stage(parts, stage, i, i % t["log_every"] == 0 or i == t["steps"] - 1)
+        if record is not None:
+            history.append({"kind": "train", "step": i + 1, **record})
+        if (i + 1) % t["eval_every"] == 0 or i + 1 == t["steps"]:
+            task.eval()
+            with torch.no_grad():
+                history.append({"kind": "eval", "step": i + 1, "val": task.evaluate(data.val),
+                                "test": task.evaluate(data.test)})
+    history.close()
+
+
+@pytest.mark.parametrize("harmonizer", ["gh", "agr_rand"])
+def test_history_is_the_reference_loops_bytes(tmp_path, monkeypatch, harmonizer):
+    """Through the engine's loop, an extension run writes the bytes of the loop it replaced
+    (cadence, step decay and multipliers, record layout), for both harmonizer families."""
+    monkeypatch.setattr(ToyTask, "lr_multipliers", lambda self: {"shared": 1.0, "head": 0.3})
+    cfg = _config(harmonizer, lr_decay_every=4, checkpoint_every=5)
+    loop.ExtensionRun(cfg, tmp_path / "run").run()
+    _reference_history(cfg, tmp_path / "reference.jsonl")
+    assert ((tmp_path / "run" / runs.HISTORY).read_bytes()
+            == (tmp_path / "reference.jsonl").read_bytes())
 
 
 def test_gh_changes_the_update_and_runs_are_deterministic(tmp_path):
@@ -124,8 +186,8 @@ def test_an_interrupted_run_resumes_to_the_bytes_of_an_uninterrupted_one(
     assert cut.checkpoint.is_file()
     assert not cut.metrics.exists()
     resumed = loop.ExtensionRun(cfg, tmp_path / "cut").run()
-    assert resumed["timing"]["resumed"]
-    assert not whole["timing"]["resumed"]
+    assert resumed["cost"]["resumed"]
+    assert not whole["cost"]["resumed"]
     history = (tmp_path / "whole" / runs.HISTORY).read_bytes()
     assert cut.history.read_bytes() == history
     assert (tmp_path / "plain" / runs.HISTORY).read_bytes() == history
@@ -144,7 +206,7 @@ def test_a_checkpoint_of_another_config_is_refused_and_fresh_starts_over(
         loop.ExtensionRun(other, tmp_path / "r").run()
     metrics = loop.ExtensionRun(other, tmp_path / "r").run(fresh=True)
     assert metrics["status"] == "completed"
-    assert not metrics["timing"]["resumed"]
+    assert not metrics["cost"]["resumed"]
     assert yaml.safe_load((tmp_path / "r" / runs.CONFIG).read_text())["train"]["lr"] == 0.01
 
 
@@ -168,7 +230,7 @@ def test_divergence_recorded_or_raised(tmp_path):
     metrics = loop.ExtensionRun(cfg, tmp_path / "d", record_divergence=True).run()
     assert metrics["status"] == "diverged"
     assert metrics["protocols"] == {}
-    assert metrics["diverged_at"] >= 1
+    assert metrics["failure"]["iteration"] >= 1
     with pytest.raises(NonFiniteLoss):
         loop.ExtensionRun(cfg, tmp_path / "e").run()
     assert not (tmp_path / "e" / runs.METRICS).exists()
@@ -201,7 +263,7 @@ def test_step_decay_and_selection():
              {"step": 2, "val": {"m": 7}, "test": {"m": 3}},
              {"step": 3, "val": {"m": 7}, "test": {"m": 4}}]
     chosen = loop.select(evals, "m")
-    assert {k: v["step"] for k, v in chosen.items()} == {"last": 3, "val": 2, "oracle": 1}
+    assert {k: v["step"] for k, v in chosen.items()} == {"last": 3, "source_val": 2, "oracle": 1}
 
 
 def test_cli_train_and_bad_config(tmp_path, capsys):

@@ -25,7 +25,7 @@ def test_task_trains_two_steps_with_each_harmonizer(tmp_path, task, harmonizer):
     metrics = loop.ExtensionRun(cfg, tmp_path / "run").run()
     assert metrics["status"] == "completed"
     last = metrics["protocols"]["last"]
-    assert set(last) == {"step", *metrics["metrics"]}
+    assert set(last) == {"step", *metrics["run"]["metrics"]}
     assert last["step"] == 2
-    assert metrics["primary"] in metrics["metrics"]
-    assert all(0.0 <= last[m] <= 100.0 for m in metrics["metrics"])
+    assert metrics["run"]["primary"] in metrics["run"]["metrics"]
+    assert all(0.0 <= last[m] <= 100.0 for m in metrics["run"]["metrics"])

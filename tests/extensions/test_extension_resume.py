@@ -24,7 +24,7 @@ def test_a_killed_task_run_resumes_to_the_uninterrupted_bytes(tmp_path, interrup
     with pytest.raises(Interrupted):
         loop.ExtensionRun(cfg, tmp_path / "cut").run()
     resumed = loop.ExtensionRun(cfg, tmp_path / "cut").run()
-    assert resumed["timing"]["resumed"]
+    assert resumed["cost"]["resumed"]
     assert (tmp_path / "cut" / runs.HISTORY).read_bytes() == (
         tmp_path / "whole" / runs.HISTORY).read_bytes()
     assert comparable(resumed) == comparable(whole)

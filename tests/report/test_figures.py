@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ghuda.report.figures import _after_angles, make_figure, weight_curves
+from ghuda.report.figures import _after_angles, curve_harmonizers, make_figure, weight_curves
 from ghuda.report.outputs import FIGURE_BUILDERS, figure_names
 
 
@@ -42,6 +42,24 @@ def test_weight_curves_match_the_gh_formula():
     # w1 = 1 - d/|g1|^2 = 1 - cos |g2|/|g1|, w2 = 1 - cos |g1|/|g2| under conflict
     np.testing.assert_allclose(w1, np.where(cos < 0, 1 - cos / 2.0, 1.0), atol=1e-9)
     np.testing.assert_allclose(w2, np.where(cos < 0, 1 - cos * 2.0, 1.0), atol=1e-9)
+
+
+def test_curve_harmonizers_follow_the_registry():
+    """The weights-vs-angle panels: every registered harmonizer whose class says it has a
+    weight curve, in registry order; each curve is finite away from fallbacks."""
+    import ghuda.harmonize
+
+    names = curve_harmonizers()
+    assert names == [n for n in ghuda.harmonize.names() if n in names]
+    assert {"gh", "ghpp"} <= set(names)
+    assert "sum" not in names
+    for name in ghuda.harmonize.names():
+        cls = ghuda.harmonize.REGISTRY.get(name)
+        assert (name in names) == cls.weight_curve
+        if cls.weight_curve:
+            w1, w2 = weight_curves(name, {}, np.array([30.0, 120.0]), 1.0)
+            assert np.isfinite(w1).all()
+            assert np.isfinite(w2).all()
 
 
 def test_every_figure_renders_png_and_pdf(fx_summary, tmp_path):

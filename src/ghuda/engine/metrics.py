@@ -14,6 +14,7 @@ from typing import Any
 
 from ghuda import config as config_mod
 from ghuda.engine.evaluate import SELECTIONS, protocols
+from ghuda.engine.step import NonFiniteLoss
 from ghuda.runs import SCHEMA_VERSION
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "ghuda")
@@ -62,6 +63,13 @@ def provenance(config_sha256: str, device: str, seed: int, data: dict[str, Any]
             "hostname": socket.gethostname(),
             "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "seed": seed,
             "data": data}
+
+
+def failure_record(err: NonFiniteLoss, config_sha256: str) -> dict[str, Any]:
+    """failure.json's content (and metrics.json's ``failure``) for a non-finite loss."""
+    return {"schema": SCHEMA_VERSION, "kind": "non_finite", "iteration": err.iteration,
+            "stage": err.stage, "what": err.what, "message": str(err),
+            "config_sha256": config_sha256}
 
 
 def conflict_summary(train_records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,9 +121,19 @@ def metrics_document(cfg: dict[str, Any], num_classes: int, history: list[dict[s
         selection = f"none: the run diverged at iteration {failure['iteration']}"
         block = {name: {"acc": None, "mean_class_acc": None, "step": None,
                         "selection": selection} for name in SELECTIONS}
-    out = {"schema": SCHEMA_VERSION, "run": run_identity(cfg, num_classes),
-           "status": "completed" if failure is None else "diverged", "protocols": block,
-           "conflict": conflict_summary(train), "cost": cost, "provenance": prov}
+    return document(run_identity(cfg, num_classes), block, train, cost, prov, failure)
+
+
+def document(run: dict[str, Any], protocols_block: dict[str, Any],
+             train_records: list[dict[str, Any]], cost: dict[str, Any], prov: dict[str, Any],
+             failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A metrics.json of any run (a UDA method or an extension task): the schema version,
+    what was trained, status, the protocols block (`SELECTIONS` names), the conflict summary
+    of the train records, cost, provenance, and the failure of a diverged run."""
+    out = {"schema": SCHEMA_VERSION, "run": run,
+           "status": "completed" if failure is None else "diverged",
+           "protocols": protocols_block, "conflict": conflict_summary(train_records),
+           "cost": cost, "provenance": prov}
     if failure is not None:
         out["failure"] = failure
     return out

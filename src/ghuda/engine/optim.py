@@ -2,10 +2,11 @@
 
 Each group ``g`` of `Method.param_groups` gets its own optimizer so that a `Stage`
 can step any subset of groups (MCD's steps A/B/C). Its learning rate at iteration ``i`` is
-``lr0 * lr_multipliers()[g] * s(i)`` with ``s(i) = (1 + 0.001 i)^-0.75`` (the released "inv"
-schedule, REFERENCE 1.5) or ``s(i) = 1`` ("constant"), times a caller's factor: the extension
-tasks' step decay (`step_decay`; 1 for the UDA methods). The schedule is a pure function of the
-iteration, so resuming needs only the iteration number.
+``lr0 * s(i) * lr_multipliers()[g] * d(i)`` with ``s(i) = (1 + 0.001 i)^-0.75`` (the released
+"inv" schedule, REFERENCE 1.5) or ``s(i) = 1`` ("constant"), and ``d(i)`` the step decay of the
+``train`` keys ``lr_decay``, ``lr_decay_every``, ``lr_milestones`` (`step_decay`; the extension
+tasks set them, the UDA configs do not: ``d = 1``, which changes no bit). The schedule is a pure
+function of the iteration, so resuming needs only the iteration number.
 
 Momentum, Nesterov and weight decay come from ``train``; a method changes them per group
 through `Method.optimizer_overrides` (``momentum``, ``nesterov``, ``decay_mult``): the released
@@ -58,17 +59,19 @@ class GroupOptimizers:
             raise ValueError(f"lr_multipliers() lacks groups {missing}")
         self.lr0 = train["lr"]
         self.schedule_name = train["lr_schedule"]
+        self.decay = (train.get("lr_decay", 1.0), train.get("lr_decay_every"),
+                      tuple(train.get("lr_milestones", ())))
         self.multipliers = {g: float(multipliers[g]) for g in groups}
         self.params = {g: [p for p in ps if p.requires_grad] for g, ps in groups.items()}
         self.optimizers = {
             g: _sgd(ps, self.lr0 * self.multipliers[g], train, overrides.get(g, {}))
             for g, ps in self.params.items() if ps}
 
-    def set_step(self, step: int, factor: float = 1.0) -> float:
-        """Set every group's learning rate for iteration `step`, times `factor` (`step_decay`;
-        the product's order is the extension loop's, so a factor of 1 changes no bit);
-        returns the base rate without `factor`."""
+    def set_step(self, step: int) -> float:
+        """Set every group's learning rate for iteration `step` (module docstring); returns
+        the base rate ``lr0 * s(step)`` (without multiplier and step decay)."""
         base = self.lr0 * schedule(self.schedule_name, step)
+        factor = step_decay(*self.decay, step)
         for g, opt in self.optimizers.items():
             for pg in opt.param_groups:
                 pg["lr"] = base * self.multipliers[g] * factor

@@ -1,11 +1,14 @@
-"""The training loop shared by every method and harmonizer: build a run, loop, write it.
+"""A UDA run of any method and harmonizer: build it, drive the engine's loop, write it.
 
-One iteration: set the learning rates, draw the keyed source and target batches, and run each
-`Stage` the method yields through `ghuda.engine.step.run_stage` (the harmonized step). A method
-with ``refresh_every > 0`` (CGDM) gets `Method.refresh` with the target training images before
-every ``refresh_every``-th iteration; each batch carries its target indices. Evaluations every
-``train.eval_every`` steps go to ``history.jsonl``; ``metrics.json`` (`ghuda.engine.metrics`)
-is written last. The run folder's files are `ghuda.runs`'.
+The `Trainer` is the `ghuda.engine.loop.LoopTask` of a UDA method (the extension tasks are
+the loop's other client, `ghuda.extensions.loop`). One iteration: set the learning rates,
+draw the keyed source and target batches, and run each `Stage` the method yields through
+`ghuda.engine.step.run_stage` (the harmonized step); train records carry the base rate
+``lr``. A method with ``refresh_every > 0`` (CGDM) gets `Method.refresh` with the target
+training images before every ``refresh_every``-th iteration; each batch carries its target
+indices. Evaluations every ``train.eval_every`` steps go to ``history.jsonl``;
+``metrics.json`` (`ghuda.engine.metrics`) is written last. The run folder's files are
+`ghuda.runs`'.
 
 Resuming: a checkpoint holds the model, optimizers, loss scaler, harmonizer state, every RNG
 state, the iteration, and the byte length of ``history.jsonl`` at that moment; the batch order
@@ -36,15 +39,15 @@ from ghuda.engine.data import SOURCE_STREAM, TARGET_STREAM, BatchStream, load_sp
 from ghuda.engine.evaluate import evaluate_splits, on_device, target_images, write_features
 from ghuda.engine.identity import check_config, check_data, data_fingerprint
 from ghuda.engine.interrupt import StopRequest
+from ghuda.engine.loop import Cadence, LoopClock, LoopTask, run_loop
 from ghuda.engine.memory import PeakMemory
-from ghuda.engine.metrics import metrics_document, provenance
+from ghuda.engine.metrics import failure_record, metrics_document, provenance
 from ghuda.engine.optim import GroupOptimizers, check_coverage
 from ghuda.engine.progress import Progress
 from ghuda.engine.runtime import make_runtime, rng_state, seed_everything, set_rng_state
 from ghuda.engine.step import NonFiniteLoss, StepParts, run_stage
 from ghuda.methods.base import Batch, Method, StepInfo
 from ghuda.runs import (
-    SCHEMA_VERSION,
     History,
     RunFolder,
     RunFolderError,
@@ -55,7 +58,7 @@ from ghuda.runs import (
 __all__ = ["NonFiniteLoss", "RunFolderError", "Trainer"]
 
 
-class Trainer:
+class Trainer(LoopTask):
     """Trains one run described by a resolved, validated config into folder `out`."""
 
     def __init__(self, cfg: dict[str, Any], out: str | Path, *, fresh: bool = False,
@@ -172,7 +175,7 @@ class Trainer:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        clock = (time.perf_counter(), time.process_time())
+        clock_start = (time.perf_counter(), time.process_time())
         done_before = self.completed()
         if done_before is not None:
             Progress(0, 0, self.label, bar=False).log("complete", out=str(self.folder.out))
@@ -195,22 +198,20 @@ class Trainer:
             progress.log("resume", step=start, checkpoint=str(f.checkpoint))
         memory = PeakMemory(self.runtime.device)
         memory.start()
-        timing = dict(prior)
+        clock = LoopClock(step_times, prior["eval_s"])
+        self.progress = progress
 
         def elapsed() -> dict[str, float]:
-            return {"wall_s": prior["wall_s"] + time.perf_counter() - clock[0],
-                    "cpu_s": prior["cpu_s"] + time.process_time() - clock[1],
-                    "eval_s": timing["eval_s"]}
+            return {"wall_s": prior["wall_s"] + time.perf_counter() - clock_start[0],
+                    "cpu_s": prior["cpu_s"] + time.process_time() - clock_start[1],
+                    "eval_s": clock.eval_s}
+
+        def checkpoint(done: int) -> None:
+            self._checkpoint(done, history.offset(), clock.step_times, elapsed())
 
         diverged = None
         try:
-            for i in range(start, total):
-                self._loop_step(i, total, history, progress, step_times, timing)
-                done = i + 1
-                if t["checkpoint_every"] and done % t["checkpoint_every"] == 0 and done < total:
-                    self._checkpoint(done, history.offset(), step_times, elapsed())
-                if self.stop is not None:
-                    self.stop.check()
+            run_loop(self, Cadence.of(t), start, history, clock, checkpoint, self.stop)
         except NonFiniteLoss as err:
             diverged = err
         finally:
@@ -241,25 +242,24 @@ class Trainer:
                      wall_s=cost["wall_s"])
         return metrics
 
-    def _loop_step(self, i: int, total: int, history: History, progress: Progress,
-                   step_times: list[float], timing: dict[str, float]) -> None:
-        """Iteration `i`: train, log, and evaluate when due."""
-        t, done = self.train_cfg, i + 1
-        t0 = time.perf_counter()
-        log = done % t["log_every"] == 0 or done == total
-        lr = self.optim.set_step(i)
-        records = self._iteration(i, total, log)
-        step_times.append(time.perf_counter() - t0)
-        for r in records:
-            history.append({"kind": "train", "step": done, "lr": lr, **r})
+    # ------------------------------------------------------------------ the loop's task
+    def train_step(self, i: int, total: int, log: bool) -> list[dict[str, Any]]:
+        """`LoopTask.train_step`: the learning rates, then every stage of the method."""
+        self._lr = self.optim.set_step(i)
+        return [{"lr": self._lr, **r} for r in self._iteration(i, total, log)]
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """`LoopTask.evaluate`: target and source-validation accuracies."""
+        return evaluate_splits(self.method, self.splits, self.runtime, self.train_cfg)
+
+    def observe(self, step: int, total: int, records: list[dict[str, Any]],
+                evaluation: dict[str, Any] | None) -> None:
+        """`LoopTask.observe`: the progress bar, and a log line per evaluation."""
         postfix = {k: v for r in records for k, v in r["losses"].items()}
-        if done % t["eval_every"] == 0 or done == total:
-            t1 = time.perf_counter()
-            ev = evaluate_splits(self.method, self.splits, self.runtime, t)
-            timing["eval_s"] += time.perf_counter() - t1
-            history.append({"kind": "eval", "step": done, **ev})
-            progress.log("eval", step=f"{done}/{total}", lr=lr, **postfix, **ev)
-        progress.step(postfix)
+        if evaluation is not None:
+            self.progress.log("eval", step=f"{step}/{total}", lr=self._lr, **postfix,
+                              **evaluation)
+        self.progress.step(postfix)
 
     def _iteration(self, i: int, total: int, log: bool) -> list[dict[str, Any]]:
         runtime = self.runtime
@@ -311,9 +311,7 @@ class Trainer:
     def _fail(self, err: NonFiniteLoss, cost: dict[str, Any], step_times: list[float]) -> None:
         """failure.json, with ``--record-divergence`` a metrics.json of status ``diverged``
         (the cost of the steps made, no accuracy); then re-raise."""
-        failure = {"schema": SCHEMA_VERSION, "kind": "non_finite", "iteration": err.iteration,
-                   "stage": err.stage, "what": err.what, "message": str(err),
-                   "config_sha256": self.sha}
+        failure = failure_record(err, self.sha)
         write_json(self.folder.failure, failure)
         if self.record_divergence:
             median = 1000.0 * statistics.median(step_times) if step_times else None

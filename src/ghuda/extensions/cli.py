@@ -97,12 +97,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"ghuda extension train: {err}", file=sys.stderr)
         return EXIT_FOLDER
     if metrics["status"] == "diverged":
-        print(f"ghuda extension train: {metrics['error']}; recorded as diverged in "
+        print(f"ghuda extension train: {metrics['failure']['message']}; recorded as "
+              f"diverged in "
               f"{run.folder.metrics}", file=sys.stderr)
     else:
         last = metrics["protocols"]["last"]
         print("ghuda extension train: done; last: " + ", ".join(
-            f"{m} {last[m]:.1f}" for m in metrics["metrics"]))
+            f"{m} {last[m]:.1f}" for m in metrics["run"]["metrics"]))
     return 0
 
 

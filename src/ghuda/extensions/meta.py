@@ -1,5 +1,5 @@
 """What is known about the extension tasks without torch (issue 25): their names, the run
-config's keys and the loop's training defaults, and the structural check of a run config.
+config's keys and their training defaults, and the structural check of a run config.
 
 The report (fidelity rows) and the pipeline's config check read these without importing the
 training loop or any model; each task package's namespace (`ghuda.extensions.<task>`: its
@@ -14,17 +14,22 @@ from copy import deepcopy
 from types import ModuleType
 from typing import Any
 
-from ghuda.config import ORDERS, ConfigError
+from ghuda.config import ORDERS, ConfigError, defaults
 
 TASKS = ("retrieval", "detection")
 TOP_KEYS = ("extension", "seed", "data", "model", "task", "harmonizer", "train")
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 300, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "nesterov": False,
-    "weight_decay": 0.0, "lr_decay": 0.1, "lr_decay_every": None, "lr_milestones": [],
-    "eval_every": 100,
-    "log_every": 10, "device": "cpu", "threads": 1, "deterministic": False,
+# The extension tasks' training defaults: the engine's (`ghuda.config`) where they agree, and
+# their own where they differ (the released retrieval and detection scripts: no Nesterov, no
+# weight decay unless the task's defaults set one, a step decay of the rate, one CPU thread;
+# `ghuda.engine.optim` reads the decay keys). Each task's defaults.py sets its own values.
+SHARED_TRAIN = ("batch_size", "lr", "momentum", "eval_every", "log_every", "deterministic")
+TRAIN_OVERRIDES: dict[str, Any] = {
+    "steps": 300, "nesterov": False, "weight_decay": 0.0, "lr_decay": 0.1,
+    "lr_decay_every": None, "lr_milestones": [], "device": "cpu", "threads": 1,
     "checkpoint_every": 0,
 }
+TRAIN_DEFAULTS: dict[str, Any] = {**{k: defaults()["train"][k] for k in SHARED_TRAIN},
+                                  **TRAIN_OVERRIDES}
 
 
 def task_package(task: str) -> ModuleType:

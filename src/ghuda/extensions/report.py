@@ -1,8 +1,9 @@
 """Tables and figures of the extension runs (issue 16), generated from their run folders.
 
 ``extensions.md`` / ``.tex``: per task and dataset, every metric (mean ± std over seeds) of
-each variant under the config's protocol (``tables.protocol``; ``source_val`` reads the
-extension's ``val`` protocol, selection on a split held out from training data), the paired
+each variant under the config's protocol (``tables.protocol``, the engine's protocol names
+`ghuda.report.aggregate.PROTOCOLS`; for an extension ``source_val`` selects on its val
+split, held out from the training data), the paired
 Δ of the primary metric against the baseline over the seeds where both completed, with its
 95 % t interval and n; diverged runs counted in their own column; and the primary metric
 under all three protocols (``oracle`` selects on test labels: labelled so).
@@ -23,15 +24,14 @@ import numpy as np
 from ghuda import runs
 from ghuda.extensions.grid import ExtensionRunSpec, expand_extension_runs
 from ghuda.pipeline.config import settings
+from ghuda.report.aggregate import PROTOCOLS
 from ghuda.report.render import DASH, Table, fmt, fmt_p, to_latex, to_markdown
 from ghuda.report.stats import paired
 from ghuda.report.tables import MIN_PAIRS, delta_ci, mean_std_text
 
-PROTOCOL_OF = {"last": "last", "source_val": "val", "oracle": "oracle"}
 TASK_TITLES = {"retrieval": "Image retrieval with text feedback",
                "detection": "Object detection"}
 METRIC_LABELS = {"map50": "mAP@0.5"}
-WEIGHT_HARMONIZERS = ("gh", "ghpp")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _value(r: RunResult, protocol: str, metric: str) -> float | None:
 def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) -> Table:
     """Metrics of one task/dataset under `protocol`, with the paired Δ of the primary."""
     first = rows[0].metrics
-    metrics, primary = first["metrics"], first["primary"]
+    metrics, primary = first["run"]["metrics"], first["run"]["primary"]
     ext, data = rows[0].spec.extension, rows[0].spec.data
     baseline = settings(config).tables.baseline
     variants = list(dict.fromkeys(r.spec.variant for r in rows))
@@ -85,26 +85,25 @@ def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) 
         columns=["Variant", *(METRIC_LABELS.get(m, m) for m in metrics),
                  f"Δ {plabel} [CI]", "p (t)", "n", "div.", "s / run"],
         label=f"tab:ext-{ext}-{data}")
-    key = PROTOCOL_OF[protocol]
     by_seed = {(r.spec.variant, r.spec.seed): r for r in rows}
     for v in variants:
         cell = [r for r in rows if r.spec.variant == v]
         done = [r for r in cell if r.completed]
         cells = [_label(config, v)]
-        cells += [mean_std_text([_value(r, key, m) for r in done]) for m in metrics]
+        cells += [mean_std_text([_value(r, protocol, m) for r in done]) for m in metrics]
         if v == baseline:
             cells += [DASH, DASH, str(len(done))]
         else:
             seeds = sorted(r.spec.seed for r in done
                            if (baseline, r.spec.seed) in by_seed
                            and by_seed[(baseline, r.spec.seed)].completed)
-            a = [_value(by_seed[(v, s)], key, primary) for s in seeds]
-            b = [_value(by_seed[(baseline, s)], key, primary) for s in seeds]
+            a = [_value(by_seed[(v, s)], protocol, primary) for s in seeds]
+            b = [_value(by_seed[(baseline, s)], protocol, primary) for s in seeds]
             d = paired(a, b)
             enough = d.n >= MIN_PAIRS
             cells += [delta_ci(d) if enough else fmt(d.mean, signed=True),
                       fmt_p(d.p_t) if enough else DASH, str(d.n)]
-        wall = [r.metrics["timing"]["wall_s"] for r in cell]
+        wall = [r.metrics["cost"]["wall_s"] for r in cell]
         cells += [f"{len(cell) - len(done)}/{len(cell)}", fmt(float(np.mean(wall)), 0)]
         table.add(cells)
     table.notes = [
@@ -118,22 +117,23 @@ def task_table(config: Mapping[str, Any], rows: list[RunResult], protocol: str) 
 
 
 def protocol_table(config: Mapping[str, Any], rows: list[RunResult]) -> Table:
-    """The primary metric of each variant under last / val / oracle."""
-    primary = rows[0].metrics["primary"]
+    """The primary metric of each variant under each protocol (`PROTOCOLS`)."""
+    primary = rows[0].metrics["run"]["primary"]
     ext, data = rows[0].spec.extension, rows[0].spec.data
     table = Table(caption=f"{TASK_TITLES.get(ext, ext)} on {data}: test "
                           f"{METRIC_LABELS.get(primary, primary)} (%) by model selection",
-                  columns=["Variant", "last", "val", "oracle (test labels)"],
+                  columns=["Variant", *(p + " (test labels)" * (p == "oracle")
+                                         for p in PROTOCOLS)],
                   label=f"tab:ext-{ext}-{data}-protocols")
     for v in dict.fromkeys(r.spec.variant for r in rows):
         done = [r for r in rows if r.spec.variant == v and r.completed]
         cells = [_label(config, v)]
         cells += [mean_std_text([_value(r, key, primary) for r in done])
-                  for key in ("last", "val", "oracle")]
+                  for key in PROTOCOLS]
         table.add(cells)
-    table.notes = ["last: the final evaluation. val: the evaluation with the best primary "
-                   "metric on the val split (held out from the training data; no test "
-                   "labels). oracle: the best test value over the evaluations: it selects "
+    table.notes = ["last: the final evaluation. source_val: the evaluation with the best "
+                   "primary metric on the val split (held out from the training data; no "
+                   "test labels). oracle: the best test value over the evaluations: it selects "
                    "on test labels, as the released scripts report."]
     return table
 
@@ -170,11 +170,13 @@ def conflict_figure(config: Mapping[str, Any], results: list[RunResult]):
 
 
 def weights_figure(config: Mapping[str, Any], results: list[RunResult]):
-    """Logged w1, w2 of GH and GH++ against the angle of the pair, with the harmonizer's
-    weight curves at equal norms (`ghuda.report.figures.weight_curves`)."""
-    from ghuda.report.figures import PAGE_IN, grid, no_data, weight_curves
+    """Logged w1, w2 of every harmonizer with a weight curve that the runs use
+    (`ghuda.report.figures.curve_harmonizers`: GH, GH++) against the angle of the pair, with
+    the harmonizer's weight curves at equal norms (`ghuda.report.figures.weight_curves`)."""
+    from ghuda.report.figures import PAGE_IN, curve_harmonizers, grid, no_data, weight_curves
 
-    panels = [(key, h) for key in _groups(results) for h in WEIGHT_HARMONIZERS]
+    used = {r.spec.run_config["harmonizer"]["name"] for r in results}
+    panels = [(key, h) for key in _groups(results) for h in curve_harmonizers() if h in used]
     fig, axes = grid(len(panels), 2, PAGE_IN, 2.2)
     grid = np.linspace(0.0, 180.0, 181)
     for ax, ((ext, data), h) in zip(axes, panels, strict=True):

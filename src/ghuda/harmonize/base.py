@@ -79,6 +79,10 @@ class Harmonizer(ABC):
     # False for harmonizers without a form on two flat gradients (MetaAlign: its update
     # needs the losses at look-ahead weights, from `StepContext`); their `harmonize` raises.
     flat_form: ClassVar[bool] = True
+    # True when the update is w1 g1 + w2 g2 with loss weights that are a function of the
+    # pair's angle and norms (GH, GH++): the weights-vs-angle figures draw its curve
+    # (`ghuda.report.figures.weight_curves`, `curve_harmonizers`).
+    weight_curve: ClassVar[bool] = False
 
     def __init__(self, mode: str = "direct") -> None:
         if mode not in MODES:

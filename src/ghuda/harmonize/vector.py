@@ -158,6 +158,8 @@ class VectorHarmonizer(Harmonizer):
 class ConflictHarmonizer(VectorHarmonizer):
     """Vector harmonizers that act only under conflict: the plain sum otherwise."""
 
+    weight_curve = True
+
     @abstractmethod
     def on_conflict(self, stats: PairStats) -> Coefficients:
         """Coefficients for a conflicting pair of nonzero gradients (d < 0); evaluated for

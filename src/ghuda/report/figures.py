@@ -38,7 +38,6 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight",
     "pdf.fonttype": 42,
 }
-HARMONIZER_CURVES = ("gh", "ghpp", "ghpp_exact")
 
 Summary = Mapping[str, pd.DataFrame]
 
@@ -252,6 +251,14 @@ def accuracy_over_training(config: Mapping[str, Any], summary: Summary):
     return fig
 
 
+def curve_harmonizers() -> list[str]:
+    """Registered harmonizers with a weights-vs-angle curve (`Harmonizer.weight_curve`), in
+    registry order: a new one joins the figures without a name list."""
+    import ghuda.harmonize
+
+    return [n for n in ghuda.harmonize.names() if ghuda.harmonize.REGISTRY.get(n).weight_curve]
+
+
 def weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
                    ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """w1, w2 of harmonizer `name` on 2-D pairs with |g1|/|g2| = ratio at the given angles
@@ -275,9 +282,7 @@ def weight_curves(name: str, options: Mapping[str, Any], angles_deg: np.ndarray,
 def weights_vs_angle(config: Mapping[str, Any], summary: Summary):
     """w1, w2 against the angle for GH, GH++ and exact GH++: library curves on a grid
     (|g1| = |g2| solid, |g1| = 3|g2| dashed) and the logged training points."""
-    import ghuda.harmonize
-
-    names = [n for n in HARMONIZER_CURVES if n in ghuda.harmonize.names()]
+    names = curve_harmonizers()
     fig, axes = grid(len(names), 3, PAGE_IN, 2.2)
     angles = np.linspace(0.0, 180.0, settings(config).figures.weights_angle_grid)
     train = summary["train"]
