@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ghuda import config as config_mod
-from ghuda.engine.evaluate import SELECTIONS, protocols
+from ghuda.engine.evaluate import protocol_names, protocols
 from ghuda.runs import SCHEMA_VERSION
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "ghuda")
@@ -112,7 +112,7 @@ def metrics_document(cfg: dict[str, Any], num_classes: int, history: list[dict[s
     else:
         selection = f"none: the run diverged at iteration {failure['iteration']}"
         block = {name: {"acc": None, "mean_class_acc": None, "step": None,
-                        "selection": selection} for name in SELECTIONS}
+                        "selection": selection} for name in protocol_names()}
     out = {"schema": SCHEMA_VERSION, "run": run_identity(cfg, num_classes),
            "status": "completed" if failure is None else "diverged", "protocols": block,
            "conflict": conflict_summary(train), "cost": cost, "provenance": prov}
