@@ -94,3 +94,17 @@ def test_no_rank_correlation_from_a_constant_score_or_too_few_evaluations(fx_con
     cols, rows = table.columns, _rows(table)
     assert rows[("baseline", "source_val")][cols.index("ρ (Spearman)")] == "—"
     assert rows[("baseline", "source_val")][cols.index("runs (ρ)")] == "0"
+
+
+def test_a_diverged_run_is_left_out_of_every_protocol(fx_config):
+    summary = _summary()
+    runs = summary["runs"]
+    gone = (runs["task"] == "a->b") & (runs["seed"] == 0) & (runs["variant"] == "gh")
+    for col in [c for c in runs if c.startswith("acc_")]:
+        runs.loc[gone, col] = float("nan")
+    runs.loc[gone, "status"] = "diverged"
+    table = selection_table(fx_config, summary)
+    cols, rows = table.columns, _rows(table)
+    for name in ["last", *VALIDATORS.names()]:
+        assert rows[("+GH", name)][cols.index("n")] == "5", name
+        assert rows[("+GH", name)][cols.index("pairs")] == "5", name

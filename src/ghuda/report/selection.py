@@ -27,7 +27,7 @@ from ghuda.report.lookup import (
     method_label,
     metric_column,
 )
-from ghuda.report.notes import PAIRING_NOTE, PROTOCOL_TEXT, count_notes
+from ghuda.report.notes import PAIRING_NOTE, PROTOCOL_TEXT
 from ghuda.report.outputs import register_table
 from ghuda.report.render import DASH, Table, fmt
 from ghuda.report.tables import delta_cells
@@ -131,7 +131,6 @@ def selection_table(config: Mapping[str, Any], summary: Mapping[str, pd.DataFram
                     table.add([label, method_label(method),
                                config["variants"][variant]["label"], *cells])
                 table.end_group()
-        count_notes(table, data, metric_column(config, dataset, "last"))
     table.notes += selection_notes(directions, settings(config).tables.confidence)
     return table
 
@@ -147,12 +146,13 @@ def selection_notes(directions: Mapping[str, bool], confidence: float) -> list[s
         "labels (DEV also: source-validation images with their source labels); no target "
         "labels.",
         "Avg: mean over tasks of each task's mean over the runs that completed; n: those "
-        "runs. − oracle: the same mean of (this protocol − oracle) per run (oracle selects on "
-        "target labels, so it is ≤ 0).",
+        "runs (a diverged run has no accuracy under any protocol and is left out; a "
+        "collapsed one is kept). − oracle: the same mean of (this protocol − oracle) per run "
+        "(oracle selects on target labels, so it is ≤ 0).",
         f"ρ: Spearman rank correlation, over a run's evaluations (at least {MIN_EVALS}), "
         "between the score (negated for lower-is-better validators; source_val: its "
         "source-validation accuracy) and target accuracy, so ρ > 0 means the score tracks "
         "target accuracy; mean over tasks of the runs' ρ; runs (ρ): runs with a ρ (a "
         "constant score has none).",
-        "Δ under each protocol: " + PAIRING_NOTE.format(conf=confidence),
+        "Under each protocol, " + PAIRING_NOTE.format(conf=confidence),
     ]
