@@ -145,7 +145,8 @@ def domain_weights(source: Tensor, target: Tensor) -> Tensor:
     """Importance weights ``w = (n_s/n_t) p(t|x) / p(s|x)`` of the source samples, from a
     logistic-regression domain classifier (`fit_logistic`) on source (0) vs target (1)
     features standardised with their pooled mean and standard deviation (You et al., ICML
-    2019, Sec. 4). ``p(t|x)/p(s|x) = exp(f(x))``, f the classifier's logit."""
+    2019: the density ratio from a discriminator). ``p(t|x)/p(s|x) = exp(f(x))``, f the
+    classifier's logit."""
     x = torch.cat([source, target]).double()
     std = x.std(dim=0)
     x = (x - x.mean(dim=0)) / torch.where(std > 0, std, torch.ones_like(std))
@@ -157,7 +158,8 @@ def domain_weights(source: Tensor, target: Tensor) -> Tensor:
 def dev_risk(weights: Tensor, losses: Tensor) -> float:
     """DEV's control-variate estimate of the target risk: ``L = w ℓ``, ``η = -Cov(L, w) /
     Var(w)`` (0 when the weights are constant), risk ``mean(L) + η mean(w) - η``
-    (You et al., ICML 2019, Eq. 5-6)."""
+    (You et al., ICML 2019, "Towards accurate model selection in deep unsupervised domain
+    adaptation": the control variate of the importance-weighted risk)."""
     weighted = (weights * losses).double()
     weights = weights.double()
     var = float(weights.var()) if len(weights) > 1 else 0.0
