@@ -148,3 +148,18 @@ def test_data_loading_csv_columns(tmp_path):
     assert _header(out) == ["workers", "what", "ms_per_step", "images_per_s", "machine",
                             "torch", "device", "images", "batch", "steps_per_epoch"]
     assert len(list(csv.DictReader(out.open()))) == 2  # files and decoded cache
+
+
+@pytest.mark.slow
+def test_validators_benchmark_times_every_registered_validator(tmp_path):
+    from ghuda.engine.validators import VALIDATORS
+
+    out = tmp_path / "v.csv"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "validators.py"), "--repeats", "1", "--warmup", "0",
+         "--out", str(out)], capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["what"] for r in rows] == ["pass", *VALIDATORS.names(), "all validators"]
+    assert all(float(r["cpu_ms_median"]) >= 0 for r in rows)
+    assert rows[0]["ratio_to_pass"] == "1.0"

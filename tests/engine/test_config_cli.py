@@ -13,6 +13,7 @@ import pytest
 from ghuda import config, methods
 from ghuda.config import ConfigError
 from ghuda.engine.cli import EXIT_CONFIG, EXIT_NONFINITE, main
+from ghuda.engine.evaluate import protocol_names
 
 
 @pytest.mark.parametrize(("override", "expected"), [
@@ -140,7 +141,7 @@ def test_record_divergence_writes_a_diverged_metrics_and_exits_zero(cli_args, tm
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "diverged"
     assert metrics["failure"]["iteration"] == 2
-    assert set(metrics["protocols"]) == {"last", "source_val", "oracle"}
+    assert set(metrics["protocols"]) == set(protocol_names())
     assert all(p["acc"] is None for p in metrics["protocols"].values())
     assert "diverged at iteration 2" in metrics["protocols"]["last"]["selection"]
     assert metrics["run"]["method"] == "dann"

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from ghuda import methods, models
+from ghuda.engine.evaluate import protocol_names
 from ghuda.engine.trainer import Trainer
 
 HARMONIZERS = ("sum", "gh", "ghpp")
-PROTOCOLS = {"last", "source_val", "oracle"}
 PAIR_KEYS = {"first", "second", "cos", "angle_deg", "conflict", "w1", "w2", "norm1", "norm2",
              "norm_update", "fallback"}
 
@@ -40,7 +40,7 @@ def test_trains_and_writes_complete_outputs(method, harmonizer, make_cfg, tmp_pa
     assert on_disk["status"] == "completed"
     assert on_disk["run"]["method"] == method
     assert on_disk["run"]["harmonizer"] == harmonizer
-    assert set(on_disk["protocols"]) == PROTOCOLS
+    assert set(on_disk["protocols"]) == set(protocol_names())  # validators included
     for name, p in on_disk["protocols"].items():
         assert 0.0 <= p["acc"] <= 100.0, name
         assert 0.0 <= p["mean_class_acc"] <= 100.0, name

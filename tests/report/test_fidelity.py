@@ -84,9 +84,9 @@ def test_collapsed_runs_are_marked_and_kept_in_the_mean(fx_config, tmp_path):
     metrics["protocols"]["last"]["acc"] = 10.5
     path.write_text(json.dumps(metrics))
     aggregate(fx_config, tmp_path / "s")
-    frame = load_summary(tmp_path / "s")["runs"]
-    assert frame["collapsed"].sum() == 1
-    tables = build_tables(fx_config, {"runs": frame}, load_reported(REPO / "configs/reported.yaml"))
+    summary = load_summary(tmp_path / "s")
+    assert summary["runs"]["collapsed"].sum() == 1
+    tables = build_tables(fx_config, summary, load_reported(REPO / "configs/reported.yaml"))
     text = "\n".join(" ".join(map(str, r)) for t in tables.values() for r in t.rows)
     notes = "\n".join(n for t in tables.values() for n in t.notes)
     assert "1/" in text

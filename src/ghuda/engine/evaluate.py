@@ -13,6 +13,12 @@ Every protocol is computed from the evaluation records of ``history.jsonl``:
   (evaluation, predictor) pair, as released (mcd/mcd.py 144-157, dwl/solver.py 536); its entry
   names the ``head``. ``last`` and ``source_val`` always use `Method.predict`.
 
+Besides them, every registered unsupervised validator (`ghuda.engine.validators`: entropy,
+information maximisation, SND, BNM, DEV, ...) is a protocol of its own name: the evaluation
+with the best ``val_<name>`` score in the validator's direction. Validators use the target
+evaluation images WITHOUT their labels and the source validation images with their source
+labels; they never see a target label.
+
 Ties go to the earliest evaluation. The selection score is ``train.selection_metric``
 (overall accuracy, or mean per-class accuracy as VisDA reports).
 """
@@ -31,6 +37,7 @@ from torch import Tensor
 
 from ghuda.engine.data import eval_batches, subsample
 from ghuda.engine.runtime import Runtime
+from ghuda.engine.validators import SCORE_PREFIX, VALIDATORS, Evidence, scores
 from ghuda.methods.base import Method
 from ghuda.runs import atomic_write_bytes
 
@@ -39,6 +46,26 @@ SELECTIONS = {
     "source_val": "best held-out source-validation accuracy",
     "oracle": "best target accuracy: selects on TARGET LABELS",
 }
+
+
+def validator_selection(name: str) -> str:
+    """The `selection` text of validator `name`'s protocol."""
+    direction = "highest" if VALIDATORS.get(name).higher_is_better else "lowest"
+    return (f"{direction} {name} score: unsupervised validator (target images without labels, "
+            "source validation with source labels; no target labels)")
+
+
+def protocol_names() -> list[str]:
+    """Every protocol of metrics.json: `SELECTIONS`, then the registered validators."""
+    clash = set(SELECTIONS) & set(VALIDATORS.names())
+    if clash:
+        raise ValueError(f"validators {sorted(clash)} reuse a protocol name")
+    return [*SELECTIONS, *VALIDATORS.names()]
+
+
+def selection_text(name: str) -> str:
+    """The `selection` text of protocol `name`."""
+    return SELECTIONS[name] if name in SELECTIONS else validator_selection(name)
 
 
 def accuracies(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[float, float]:
@@ -58,9 +85,10 @@ def accuracies(preds: Tensor, labels: Tensor, num_classes: int) -> tuple[float, 
 
 def predict_all(model: torch.nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                 device: torch.device, channels_last: bool, autocast: Any
-                ) -> tuple[Tensor, Tensor]:
-    """Argmax predictions and labels over a split (the model must be in eval mode)."""
-    preds, labels = [], []
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """Argmax predictions, labels and float32 logits (on the CPU, for the validators) over a
+    split (the model must be in eval mode)."""
+    preds, labels, all_logits = [], [], []
     with torch.inference_mode():
         for x, y in batches:
             x = x.to(device, non_blocking=True)
@@ -69,8 +97,9 @@ def predict_all(model: torch.nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
             with autocast:
                 logits = model(x)
             preds.append(logits.argmax(dim=1).cpu())
+            all_logits.append(logits.float().cpu())
             labels.append(y)
-    return torch.cat(preds), torch.cat(labels).long()
+    return torch.cat(preds), torch.cat(labels).long(), torch.cat(all_logits)
 
 
 HEAD_SEP = "@"
@@ -95,13 +124,23 @@ def protocols(evals: Sequence[dict[str, Any]], metric: str = "acc") -> dict[str,
         suffix = "" if head is None else f"{HEAD_SEP}{head}"
         out = {"acc": record[f"target_acc{suffix}"],
                "mean_class_acc": record[f"target_mean_class_acc{suffix}"],
-               "step": record["step"], "selection": SELECTIONS[name]}
+               "step": record["step"], "selection": selection_text(name)}
         if head is not None:
             out["head"] = head
         return out
 
     def best(field: str) -> dict[str, Any]:
         return max(evals, key=lambda r: (r[field], -r["step"]))
+
+    def best_score(name: str) -> dict[str, Any]:
+        """The best ``val_<name>`` in its direction (a missing score never wins), earliest."""
+        sign = 1.0 if VALIDATORS.get(name).higher_is_better else -1.0
+
+        def score(r: dict[str, Any]) -> float:
+            value = r.get(f"{SCORE_PREFIX}{name}")
+            return -float("inf") if value is None else sign * value
+
+        return max(evals, key=lambda r: (score(r), -r["step"]))
 
     heads = head_names(evals[0])
     if heads:
@@ -112,9 +151,11 @@ def protocols(evals: Sequence[dict[str, Any]], metric: str = "acc") -> dict[str,
         oracle = entry(record, "oracle", head)
     else:
         oracle = entry(best(f"target_{key}"), "oracle")
+    scored = [n for n in VALIDATORS.names()
+              if any(r.get(f"{SCORE_PREFIX}{n}") is not None for r in evals)]
     return {"last": entry(evals[-1], "last"),
             "source_val": entry(best(f"source_val_{key}"), "source_val"),
-            "oracle": oracle}
+            "oracle": oracle, **{n: entry(best_score(n), n) for n in scored}}
 
 
 FEATURES_PER_DOMAIN = 1000
@@ -138,23 +179,30 @@ def _with_heads(method: Method, heads: dict[str, list[Tensor]], x: Tensor) -> Te
 
 
 def evaluate_splits(method: Method, splits: Any, runtime: Runtime, train: dict[str, Any]
-                    ) -> dict[str, float]:
+                    ) -> dict[str, float | None]:
     """Overall and mean per-class accuracy on the target evaluation split and the source
-    validation split (keys ``target_acc``, ``source_val_mean_class_acc``, ...)."""
+    validation split (keys ``target_acc``, ``source_val_mean_class_acc``, ...), and every
+    validator's score (``val_<name>``, `ghuda.engine.validators.scores`) from the logits of the
+    same pass: the target's without their labels, the source validation's with theirs."""
     method.eval()
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
+    outputs: dict[str, tuple[Tensor, Tensor]] = {}
     for prefix, ds in (("target", splits.target_eval), ("source_val", splits.source_val)):
         heads: dict[str, list[Tensor]] = {}
         model = method.predict if prefix == "source_val" else partial(_with_heads, method, heads)
-        preds, labels = predict_all(
+        preds, labels, logits = predict_all(
             model, eval_batches(ds, train["eval_batch_size"], train["num_workers"]),
             runtime.device, runtime.channels_last, runtime.autocast())
+        outputs[prefix] = logits, labels
         acc, mean_class = accuracies(preds, labels, splits.num_classes)
         out[f"{prefix}_acc"], out[f"{prefix}_mean_class_acc"] = acc, mean_class
         for name, chunks in heads.items():  # in the same pass: no extra data pass
             acc, mean_class = accuracies(torch.cat(chunks), labels, splits.num_classes)
             out[f"target_acc{HEAD_SEP}{name}"] = acc
             out[f"target_mean_class_acc{HEAD_SEP}{name}"] = mean_class
+    out.update(scores(Evidence(target_logits=outputs["target"][0],
+                               source_logits=outputs["source_val"][0],
+                               source_labels=outputs["source_val"][1])))
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ghuda import config as config_mod
-from ghuda.engine.evaluate import SELECTIONS, protocols
+from ghuda.engine.evaluate import protocol_names, protocols
 from ghuda.engine.step import NonFiniteLoss
 from ghuda.runs import SCHEMA_VERSION
 
@@ -120,7 +120,7 @@ def metrics_document(cfg: dict[str, Any], num_classes: int, history: list[dict[s
     else:
         selection = f"none: the run diverged at iteration {failure['iteration']}"
         block = {name: {"acc": None, "mean_class_acc": None, "step": None,
-                        "selection": selection} for name in SELECTIONS}
+                        "selection": selection} for name in protocol_names()}
     return document(run_identity(cfg, num_classes), block, train, cost, prov, failure)
 
 
@@ -128,7 +128,7 @@ def document(run: dict[str, Any], protocols_block: dict[str, Any],
              train_records: list[dict[str, Any]], cost: dict[str, Any], prov: dict[str, Any],
              failure: dict[str, Any] | None = None) -> dict[str, Any]:
     """A metrics.json of any run (a UDA method or an extension task): the schema version,
-    what was trained, status, the protocols block (`SELECTIONS` names), the conflict summary
+    what was trained, status, the protocols block, the conflict summary
     of the train records, cost, provenance, and the failure of a diverged run."""
     out = {"schema": SCHEMA_VERSION, "run": run,
            "status": "completed" if failure is None else "diverged",

@@ -1,12 +1,14 @@
 """Collect the run folders of a config into three tables (docs/run-outputs.md).
 
 - ``runs.csv``: one row per run: identity, status (``completed`` or ``diverged``, with the
-  iteration), accuracy under each protocol (empty for a diverged run), conflict summary, cost,
+  iteration), accuracy under each protocol (empty for a diverged run; the unsupervised
+  validators' protocols empty for a run recorded before they existed), conflict summary, cost,
   provenance;
 - ``history_train.csv.gz``: one row per logged training step and harmonized pair (cos, angle,
   w1, w2, norms, conflict; the values of its two losses; the stage's reversal coefficient and
   discriminator accuracy);
-- ``history_eval.csv.gz``: one row per evaluation (target and source-validation accuracy).
+- ``history_eval.csv.gz``: one row per evaluation (target and source-validation accuracy,
+  and every validator score ``val_<name>`` the records hold).
 
 Every run of the config's grid must have completed (metrics.json present); a missing or
 mislabelled run is an error naming its folder.
@@ -33,6 +35,12 @@ PAIR_FIELDS = ("cos", "angle_deg", "conflict", "w1", "w2", "norm1", "norm2", "no
 MONITOR_FIELDS = ("grl_coeff", "disc_acc")
 EVAL_FIELDS = ("target_acc", "target_mean_class_acc", "source_val_acc",
                "source_val_mean_class_acc")
+SCORE_PREFIX = "val_"  # validator scores of eval records (`ghuda.engine.validators`)
+
+
+def score_fields(records: list[dict[str, Any]]) -> list[str]:
+    """The validator score keys (``val_<name>``) of eval records, in first-seen order."""
+    return list(dict.fromkeys(k for r in records for k in r if k.startswith(SCORE_PREFIX)))
 
 
 def results_root(config: Mapping[str, Any]) -> Path:
@@ -76,10 +84,10 @@ def run_row(run: Run, metrics: Mapping[str, Any], folder: Path) -> dict[str, Any
                status=metrics.get("status", "completed"),
                diverged_at=failure.get("iteration"))
     for proto in PROTOCOLS:
-        entry = metrics["protocols"].get(proto)
-        if entry is None:
+        if proto not in metrics["protocols"]:
             raise ValueError(f"{folder}/metrics.json: protocol {proto!r} missing; "
                              f"found {sorted(metrics['protocols'])}")
+    for proto, entry in metrics["protocols"].items():
         # a diverged run has no accuracy (None): NaN in the frame, counted by the tables
         row[f"acc_{proto}"] = entry["acc"]
         row[f"mean_class_acc_{proto}"] = entry.get("mean_class_acc")
@@ -120,7 +128,8 @@ def history_rows(run: Run, folder: Path) -> tuple[list[dict[str, Any]], list[dic
                 row.update({f: monitor.get(f) for f in MONITOR_FIELDS})
                 train.append(row)
         elif kind == "eval":
-            evals.append({**ident, "step": rec["step"], **{f: rec.get(f) for f in EVAL_FIELDS}})
+            fields = [*EVAL_FIELDS, *score_fields([rec])]
+            evals.append({**ident, "step": rec["step"], **{f: rec.get(f) for f in fields}})
     return train, evals
 
 
@@ -150,7 +159,7 @@ def aggregate(config: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dic
              "eval": out / "history_eval.csv.gz"}
     train_cols = [*KEYS, "step", "stage", "pair", "first", "second", *PAIR_FIELDS,
                   "loss_first", "loss_second", *MONITOR_FIELDS]
-    eval_cols = [*KEYS, "step", *EVAL_FIELDS]
+    eval_cols = [*KEYS, "step", *EVAL_FIELDS, *score_fields(evals)]
     frames = {"runs": pd.DataFrame(runs), "train": pd.DataFrame(train, columns=train_cols),
               "eval": pd.DataFrame(evals, columns=eval_cols)}
     for name, frame in frames.items():

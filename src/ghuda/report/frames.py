@@ -4,19 +4,37 @@ cost per step."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
 
 from ghuda.pipeline.config import settings
-from ghuda.report.lookup import all_variants, dataset_table_stems, harmonizer_passes, method_order
+from ghuda.report.lookup import (
+    all_variants,
+    dataset_table_stems,
+    harmonizer_passes,
+    method_order,
+    row_variants,
+)
 from ghuda.report.stats import Paired, paired, stratified_mean
 
 
 def _values(frame: pd.DataFrame, column: str) -> pd.Series:
     """Accuracy per (task, seed)."""
     return frame.set_index(["task", "seed"])[column].sort_index()
+
+
+def row_frames(config: Mapping[str, Any], data: pd.DataFrame
+               ) -> Iterator[tuple[str, pd.DataFrame, list[tuple[str, pd.DataFrame]]]]:
+    """Per method in config order: (method, its baseline's runs in `data`, [(variant, its
+    runs)] for the row variants that have runs), the rows of a table under that method."""
+    baseline = settings(config).tables.baseline
+    for method in method_order(config):
+        mdata = data[data["method"] == method]
+        rows = [(v, mdata[mdata["variant"] == v]) for v in row_variants(config)]
+        yield method, mdata[mdata["variant"] == baseline], [(v, f) for v, f in rows
+                                                             if not f.empty]
 
 
 def balanced_seeds(frame: pd.DataFrame) -> pd.DataFrame:

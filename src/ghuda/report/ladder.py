@@ -26,7 +26,7 @@ import pandas as pd
 
 from ghuda.pipeline.config import schema_defaults, settings
 from ghuda.report.figures import PAGE_IN, grid, line_styles, no_data
-from ghuda.report.frames import collapsed_count, paired_to_baseline
+from ghuda.report.frames import collapsed_count, paired_to_baseline, row_frames
 from ghuda.report.lookup import (
     dataset_table_stems,
     has_ladder,
@@ -99,13 +99,8 @@ def ladder_table(config: Mapping[str, Any], summary: Mapping[str, pd.DataFrame])
         if data.empty:
             untrained.append(rung_label(config, rung))
             continue
-        for method in method_order(config):
-            mdata = data[data["method"] == method]
-            base = mdata[mdata["variant"] == baseline]
-            for variant in row_variants(config):
-                vdata = mdata[mdata["variant"] == variant]
-                if vdata.empty:
-                    continue
+        for method, base, rows in row_frames(config, data):
+            for variant, vdata in rows:
                 col = {p: metric_column(config, rung, p) for p in PROTOCOLS}
                 cells = [rung_label(config, rung), method_label(method),
                          config["variants"][variant]["label"]]
