@@ -62,10 +62,10 @@ class Trainer:
     def __init__(self, cfg: dict[str, Any], out: str | Path, *, fresh: bool = False,
                  bar: bool | None = None, record_divergence: bool = False,
                  stop: StopRequest | None = None,
-                 load_data: Callable[..., Any] = load_splits) -> None:
+                 load_data: Callable[..., Any] | None = None) -> None:
         """`stop`: checked after every step (`ghuda.engine.interrupt`; Ctrl-C in `ghuda
         train`). `load_data`: builds the splits from the ``dataset`` section and the crop
-        per domain, as `load_splits` (a batch shares them: `ghuda.engine.batch`)."""
+        per domain (default `load_splits`; a batch shares them: `ghuda.engine.batch`)."""
         self.cfg, self.folder = cfg, RunFolder(out)
         self.fresh, self.record_divergence, self.bar = fresh, record_divergence, bar
         self.stop, self.load_data = stop, load_data
@@ -135,7 +135,7 @@ class Trainer:
         self.runtime = runtime = make_runtime(t)
         seed_everything(t["seed"])
         method_cls = methods.get(cfg["method"]["name"])
-        self.splits = self.load_data(
+        self.splits = (self.load_data or load_splits)(
             cfg["dataset"], lambda domain: method_cls.dataset_crop(
                 cfg["method"]["params"], cfg["dataset"]["name"], domain))
         self.data_fingerprint()
