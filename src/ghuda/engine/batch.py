@@ -175,7 +175,7 @@ def train_batch(runs: list[BatchRun], stop: Any) -> tuple[int, list[dict[str, st
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Train a list of runs in one process "
-                                "(the pipeline's train jobs; docs/run-outputs.md). Re-running "
+                                "(the pipeline's train jobs; docs/config.md). Re-running "
                                 "the same command skips complete runs and resumes the others.")
     p.add_argument("--requests", metavar="FILE", required=True,
                    help="JSON list of {out, request, log} ('-': stdin)")
