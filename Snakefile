@@ -5,8 +5,8 @@
     snakemake --configfile configs/paper.yaml --profile workflow/profiles/slurm
     snakemake --report report.html                       # self-contained HTML report
 
-Rules: data -> train (one job per run) -> aggregate -> tables, figures -> theory -> verify
--> report (tables/README.md). See workflow/rules/*.smk.
+Rules: data -> train (one job per batch of runs) -> aggregate -> tables, figures -> theory
+-> verify -> report (tables/README.md). See workflow/rules/*.smk.
 """
 
 import sys

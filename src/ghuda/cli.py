@@ -12,6 +12,8 @@ import sys
 # command -> (module exposing `main(argv: list[str]) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ghuda.engine.cli", "train one run from a config file"),
+    "train-batch": ("ghuda.engine.batch", "train a list of runs in one process (pipeline "
+                    "jobs)"),
     "data": ("ghuda.data.cli", "build, fetch, register and verify datasets"),
     "theory": ("ghuda.theory.cli", "run the numerical checks of GH / GH++ theory"),
     "report": ("ghuda.report.cli", "aggregate runs into tables, figures and verdicts"),
@@ -23,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: ghuda <command> [options]", "", "commands:"]
-    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "`ghuda <command> --help` describes a command."]
     return "\n".join(lines)
 

@@ -11,9 +11,19 @@ from conftest import REPO, copy_checkout, snakemake
 
 
 def _train_jobs(dry_run_output: str, results: str = "results") -> Counter:
+    """Training jobs (batches) per dataset in a dry run's output."""
     outputs = re.findall(rf"^rule train:\n(?:    .*\n)*?    output: {re.escape(results)}/\w+/"
-                         r"(\w+)/", dry_run_output, flags=re.MULTILINE)
+                         r"batches/(\w+)/", dry_run_output, flags=re.MULTILINE)
     return Counter(outputs)
+
+
+def _batches(config: dict) -> Counter:
+    """Training batches per dataset the grid expands to (ghuda.pipeline.batches)."""
+    from ghuda.pipeline.batches import train_batches
+    from ghuda.pipeline.grid import expand_runs
+
+    batches = train_batches(expand_runs(config), config["train_batch_size"])
+    return Counter(b.runs[0].dataset for b in batches.values())
 
 
 @pytest.mark.slow
@@ -26,7 +36,6 @@ def test_lint_is_clean():
 @pytest.mark.slow
 def test_paper_dry_run_lists_the_expected_training_jobs(tmp_path):
     from ghuda.pipeline.config import load_config
-    from ghuda.pipeline.grid import expand_runs
 
     config = load_config(REPO / "configs" / "paper.yaml")
     results = str(tmp_path / "results")
@@ -34,8 +43,9 @@ def test_paper_dry_run_lists_the_expected_training_jobs(tmp_path):
                      f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = _train_jobs(proc.stdout, results)
-    # one training job per run of the grid, per dataset (new datasets and methods join)
-    assert counts == Counter(r.dataset for r in expand_runs(config))
+    # one training job per batch of the grid's runs, per dataset (new datasets and methods
+    # join)
+    assert counts == _batches(config)
     assert set(counts) == set(config["datasets"])
     # every training job asks for one GPU, its memory and its run time
     resources = re.findall(r"^rule train:\n(?:    .*\n)*?    resources: (.*)$", proc.stdout,
@@ -48,21 +58,20 @@ def test_default_dry_run_trains_the_default_grid(tmp_path):
     """Against an empty results folder, so that runs a `make reproduce` left in results/ do
     not change what the dry run plans."""
     from ghuda.pipeline.config import load_config
-    from ghuda.pipeline.grid import expand_runs
 
     results = str(tmp_path / "results")
     proc = snakemake("-n", "--config", f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = len(expand_runs(load_config(REPO / "configs" / "default.yaml")))
-    assert _train_jobs(proc.stdout, results) == {"digits_mini": expected}
+    config = load_config(REPO / "configs" / "default.yaml")
+    assert _train_jobs(proc.stdout, results) == _batches(config)
     for rule in ("aggregate", "tables", "theory", "verify", "report"):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
 
 
 def test_ladder_dry_run_trains_every_rung_from_one_data_rule(tmp_path):
     """configs/ladder.yaml: its datasets entries (rungs) name one registered dataset; the
-    dry run plans 45 training jobs per rung its grid lists and one data rule for their
-    shared manifest."""
+    dry run plans the training batches of 45 runs per rung its grid lists and one data rule
+    for their shared manifest."""
     from ghuda.pipeline.check import check_pipeline
     from ghuda.pipeline.config import load_config
     from ghuda.pipeline.grid import expand_runs
@@ -74,7 +83,8 @@ def test_ladder_dry_run_trains_every_rung_from_one_data_rule(tmp_path):
     proc = snakemake("-n", "--configfile", "configs/ladder.yaml", "--config",
                      f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _train_jobs(proc.stdout, results) == {rung: 45 for rung in trained}
+    assert _train_jobs(proc.stdout, results) == _batches(config)
+    assert set(_batches(config)) == trained
     assert trained <= set(config["datasets"])
     for rule in ("tables", "figure", "fidelity"):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
@@ -114,6 +124,7 @@ def test_configfile_replaces_the_default_config_and_gpu_local_pins_gpus(tmp_path
     plain = snakemake("-n", "-p", "--configfile", "configs/ci.yaml", cwd=work)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert _train_jobs(plain.stdout) == {"digits_mini": 4}  # not merged with default.yaml
+    # (4 variants of one seed: 4 batches)
     assert "gpu_lock.py" not in plain.stdout  # CPU jobs run directly
     proc = snakemake("-n", "-p", "--profile", "workflow/profiles/gpu-local", "--configfile",
                      "configs/ci.yaml", "--set-resources", "train:gpu=1", cwd=work)

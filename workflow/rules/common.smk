@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from ghuda.extensions.grid import expand_extension_runs
+from ghuda.pipeline.batches import stale, train_batches
 from ghuda.pipeline.grid import expand_runs, task_dir
 from ghuda.report.outputs import figure_names, table_names
 
@@ -94,12 +95,22 @@ shell.prefix(
     f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
     f"trap 'rc=$?; if [ $rc -eq 130 ]; then echo \"{INTERRUPTED}\" >&2; fi; exit $rc' EXIT; "
 )
-RUN_WILDCARDS = "{dataset}/{task}/{method}/{variant}/seed{seed}"
-
 RUNS = expand_runs(config)
-RUN_BY_PATH = {
-    (r.dataset, task_dir(r.task), r.method, r.variant, str(r.seed)): r for r in RUNS
-}
+# Training jobs: one per batch of runs (ghuda.pipeline.batches, `ghuda train-batch`), whose
+# output is a marker under batches/; the runs' folders are the batch's work, not its outputs.
+BATCH_WILDCARDS = "{dataset}/{task}/{method}/{variant}/seeds{first}-{last}"
+BATCHES = train_batches(RUNS, config["train_batch_size"])
+
+
+def batch_marker(rel):
+    return f"{RES}/batches/{rel}.json"
+
+
+# A marker whose batch lost a run's metrics.json (removed by hand) no longer says "done":
+# removed here, so that the batch runs again (its complete runs are skipped).
+for _rel, _batch in BATCHES.items():
+    if stale(_batch, RES, batch_marker(_rel)):
+        Path(batch_marker(_rel)).unlink()
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -107,26 +118,29 @@ wildcard_constraints:
     variant=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     task=r"[A-Za-z0-9][A-Za-z0-9_.-]*__[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed=r"\d+",
+    first=r"\d+",
+    last=r"\d+",
 
 
-def run_of(wildcards):
-    """The grid run a train job's wildcards name (error if the config has no such run)."""
-    key = (wildcards.dataset, wildcards.task, wildcards.method, wildcards.variant,
-           wildcards.seed)
+def batch_of(wildcards):
+    """The batch a train job's wildcards name (error if the config has no such batch)."""
+    rel = (f"{wildcards.dataset}/{wildcards.task}/{wildcards.method}/{wildcards.variant}/"
+           f"seeds{wildcards.first}-{wildcards.last}")
     try:
-        return RUN_BY_PATH[key]
+        return BATCHES[rel]
     except KeyError:
-        raise ValueError(f"config {config['name']!r} has no run {key}") from None
+        raise ValueError(f"config {config['name']!r} has no training batch {rel}") from None
 
 
 def metrics_files():
-    return [f"{RES}/{r.rel_dir}/metrics.json" for r in RUNS]
+    """The training jobs' outputs (batch markers): once they exist, so does every run's
+    metrics.json, which the report steps read from the run folders."""
+    return [batch_marker(rel) for rel in BATCHES]
 
 
 def feature_run_metrics():
-    """metrics.json of the runs that save features.npz (written before metrics.json)."""
-    return [f"{RES}/{r.rel_dir}/metrics.json" for r in RUNS
-            if r.run_config.get("train", {}).get("save_features")]
+    """Markers of the batches whose runs save features.npz (written before metrics.json)."""
+    return [batch_marker(rel) for rel, b in BATCHES.items() if b.saves_features()]
 
 
 def manifest_of(dataset):

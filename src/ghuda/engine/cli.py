@@ -70,17 +70,23 @@ def main(argv: list[str] | None = None) -> int:
                       record_divergence=args.record_divergence, stop=stop)
     try:
         with stop:
-            return _train(trainer, args.record_divergence)
+            return train_status(trainer, args.record_divergence)
     except KeyboardInterrupt:
-        ckpt = trainer.folder.checkpoint
-        state = (f"it continues from the last checkpoint, {ckpt}" if ckpt.exists() else
-                 "no checkpoint was written yet, so it starts from step 1")
-        print(f"ghuda train: interrupted. Run the same command again to resume ({state}; "
-              "--fresh starts over).", file=sys.stderr)
+        print(f"ghuda train: interrupted. Run the same command again to resume "
+              f"({resume_hint(trainer)}; --fresh starts over).", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _train(trainer, record_divergence: bool) -> int:
+def resume_hint(trainer) -> str:
+    """Where an interrupted run continues from: its checkpoint, or step 1."""
+    ckpt = trainer.folder.checkpoint
+    return (f"it continues from the last checkpoint, {ckpt}" if ckpt.exists() else
+            "no checkpoint was written yet, so it starts from step 1")
+
+
+def train_status(trainer, record_divergence: bool, prog: str = "ghuda train") -> int:
+    """Set up and run `trainer`; each error is one line on stderr prefixed `prog`, and the
+    return value is the exit status of the module docstring (KeyboardInterrupt propagates)."""
     from ghuda.data.paths import DatasetCorruptError, DatasetNotFoundError
     from ghuda.engine.checkpoint import CheckpointError
     from ghuda.engine.trainer import NonFiniteLoss, RunFolderError
@@ -89,34 +95,34 @@ def _train(trainer, record_divergence: bool) -> int:
     try:
         trainer.setup()
     except RunFolderError as err:
-        print(f"ghuda train: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_FOLDER
     except (DatasetNotFoundError, DatasetCorruptError) as err:
-        print(f"ghuda train: data error: {err}", file=sys.stderr)
+        print(f"{prog}: data error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except (ValueError, FileNotFoundError) as err:  # e.g. a bad group, train.device=cuda
-        print(f"ghuda train: config error: {err}", file=sys.stderr)
+        print(f"{prog}: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except PretrainedWeightsMissing as err:
-        print(f"ghuda train: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_WEIGHTS
     try:
         trainer.run()
     except (DatasetNotFoundError, DatasetCorruptError) as err:  # changed since setup
-        print(f"ghuda train: data error: {err}", file=sys.stderr)
+        print(f"{prog}: data error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except NonFiniteLoss as err:
-        print(f"ghuda train: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         if record_divergence:
-            print(f"ghuda train: recorded as diverged in {trainer.folder.metrics}",
+            print(f"{prog}: recorded as diverged in {trainer.folder.metrics}",
                   file=sys.stderr)
             return 0
         return EXIT_NONFINITE
     except (CheckpointError, RunFolderError) as err:
-        print(f"ghuda train: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_FOLDER
     except OSError as err:  # e.g. a read-only or full disk under --out
-        print(f"ghuda train: cannot write the run folder {trainer.folder.out} "
+        print(f"{prog}: cannot write the run folder {trainer.folder.out} "
               f"({err.strerror}: {err.filename}); choose another --out or free the disk.",
               file=sys.stderr)
         return EXIT_FOLDER

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,14 @@ class Trainer(LoopTask):
 
     def __init__(self, cfg: dict[str, Any], out: str | Path, *, fresh: bool = False,
                  bar: bool | None = None, record_divergence: bool = False,
-                 stop: StopRequest | None = None) -> None:
+                 stop: StopRequest | None = None,
+                 load_data: Callable[..., Any] | None = None) -> None:
         """`stop`: checked after every step (`ghuda.engine.interrupt`; Ctrl-C in `ghuda
-        train`)."""
+        train`). `load_data`: builds the splits from the ``dataset`` section and the crop
+        per domain (default `load_splits`; a batch shares them: `ghuda.engine.batch`)."""
         self.cfg, self.folder = cfg, RunFolder(out)
         self.fresh, self.record_divergence, self.bar = fresh, record_divergence, bar
-        self.stop = stop
+        self.stop, self.load_data = stop, load_data
         self.sha = config_mod.sha256(cfg)
         self.train_cfg = cfg["train"]
         self.label = f"{cfg['method']['name']}/{config_mod.variant(cfg)}/" \
@@ -135,7 +138,7 @@ class Trainer(LoopTask):
         self.runtime = runtime = make_runtime(t)
         seed_everything(t["seed"])
         method_cls = methods.get(cfg["method"]["name"])
-        self.splits = load_splits(
+        self.splits = (self.load_data or load_splits)(
             cfg["dataset"], lambda domain: method_cls.dataset_crop(
                 cfg["method"]["params"], cfg["dataset"]["name"], domain))
         self.data_fingerprint()

@@ -1,4 +1,4 @@
-"""Expand a pipeline config into its training runs (one Snakemake job per run).
+"""Expand a pipeline config into its training runs (trained in batches: `ghuda.pipeline.batches`).
 
 A run is (dataset, source, target, method, variant, seed), where dataset is the key of a
 ``datasets`` entry (which names its registered dataset, `registered_dataset`); its folder follows
