@@ -42,3 +42,27 @@ def test_readme_ladder_findings_quote_only_numbers_of_the_ladder_table():
     assert numbers, "the findings quote no number"
     missing = [n for n in numbers if n not in table]
     assert not missing, f"numbers not in tables/ladder/ladder.md: {missing}"
+
+
+def test_readme_claims_block_is_the_verdict_summary_of_its_claims_table():
+    from ghuda.report.claims import verdict_summary
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    path, excerpt = _block(readme, "claims")
+    assert path is not None
+    claims = (REPO / path).read_text(encoding="utf-8")
+    assert excerpt.strip() == verdict_summary(claims).strip()
+    assert readme.index("<!-- claims:") < readme.index("## First five minutes")
+
+
+def test_readme_findings_quote_only_numbers_of_their_tables():
+    """Every decimal number of the main findings is in one of the files the block names."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- findings: (.*?) \(.*?-->\n(.*?)\n<!-- /findings -->", readme,
+                      flags=re.DOTALL)
+    assert match, "README.md lacks the findings block"
+    sources = "".join((REPO / p).read_text(encoding="utf-8") for p in match.group(1).split())
+    numbers = re.findall(r"[−+]?\d+\.\d+", match.group(2))
+    assert numbers, "the findings quote no number"
+    missing = [n for n in numbers if n not in sources]
+    assert not missing, f"numbers in no named table: {missing}"

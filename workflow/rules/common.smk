@@ -1,5 +1,6 @@
 # Shared definitions: the run grid, paths and helpers used by every rule file.
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -148,6 +149,12 @@ SUMMARY = {
 TABLE_FILES = [f"{TABLES}/{n}" for n in table_names(config)]
 LANDING = f"{RES}/report/tables.html"  # workflow/report/workflow.rst embeds this file
 FIGURE_NAMES = figure_names(config)
+# the config file the claims table's regenerating commands name
+CONFIGFILE = (os.path.relpath(workflow.configfiles[0], workflow.basedir)
+              if workflow.configfiles else "configs/default.yaml")
+EXTENSION_TABLES = (
+    [f"{TABLES}/extensions.md", f"{TABLES}/extensions.tex"] if config.get("extensions") else []
+)
 
 
 def final_outputs():
@@ -158,8 +165,8 @@ def final_outputs():
             f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md", f"{TABLES}/fidelity.md"]
     if config.get("compute_budget"):
         out += [f"{TABLES}/compute_budget.md", f"{TABLES}/compute_budget_jobs.csv"]
+    out += [f"{TABLES}/claims.md", f"{TABLES}/claims.tex", *EXTENSION_TABLES]
     if config.get("extensions"):
-        out += [f"{TABLES}/extensions.md", f"{TABLES}/extensions.tex"]
         out += [f"{FIGURES}/{n}.{ext}" for n in ("extension_conflict",
                 "extension_weights_vs_angle") for ext in ("png", "pdf")]
     return out

@@ -22,6 +22,17 @@ from ghuda.report.lookup import dataset_table_stems
 Builder = Callable[..., Any]
 Condition = Callable[[Mapping[str, Any]], bool]
 
+# Tables written by pipeline steps other than `ghuda report tables` (each its own Snakemake rule:
+# workflow/rules/report.smk, extensions.smk), in the index's order: file name and index title;
+# the index lists those that exist.
+STEP_TABLES: tuple[tuple[str, str], ...] = (
+    ("claims.md", "Claims of the paper and their verdicts"),
+    ("theory.md", "Theory checks (ghuda theory)"),
+    ("verify.md", "Verification"),
+    ("compute_budget.md", "Compute budget of the paper config"),
+    ("extensions.md", "GH / GH++ beyond classification: retrieval and detection (issue 16)"),
+)
+
 TABLE_BUILDERS: Registry[Any] = Registry("table", "ghuda.report")
 FIGURE_BUILDERS: Registry[Any] = Registry("figure", "ghuda.report")
 
