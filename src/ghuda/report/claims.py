@@ -301,7 +301,7 @@ def conflict_claims(inputs: Inputs) -> list[Claim]:
             frame = runs_of(inputs, dataset, method, [row_variants(config)[0]])
             out.append(Claim(
                 f"The source and transfer gradients conflict (obtuse angle) during "
-                f"{method_label(method)} training", verdict,
+                f"{method_label(method)} training ({label})", verdict,
                 f"{measured} (range {row['min–max (%)']} over {row['runs']} runs)",
                 CONFLICT_RULE, inputs.evidence("conflict", f"row {label} / "
                                                f"{method_label(method)} / {baseline}; "
