@@ -121,3 +121,33 @@ def test_landing_page_and_index_show_the_verdicts_first(tmp_path):
     assert page.index("Claims of the paper: verdicts") < page.index("Main table")
     index = index_markdown(config, tables, tmp_path / "figures")
     assert index.index("## Claims of the paper: verdicts") < index.index("**digits-mini")
+
+
+def test_extension_cost_conflict_and_verify_claims_follow_their_tables():
+    from ghuda.report.conflict import conflict_table
+
+    full = load_config(REPO / "configs" / "digits_full.yaml")
+    ext = (REPO / "tables" / "digits_full" / "extensions.md").read_text(encoding="utf-8")
+    runs = pd.DataFrame({"dataset": "digits_mini", "task": "synth->optdigits",
+                         "method": ["dann"] * 4, "variant": ["sum", "sum", "gh", "gh"],
+                         "seed": [0, 1, 0, 1], "conflict_fraction": [0.4, 0.5, 0.3, 0.3],
+                         "mean_cos": [-0.1, -0.2, 0.0, 0.1], "logged_steps": 60,
+                         "device": "cpu", "threads": 1, "wall_s": 30.0})
+    conflict = to_markdown(conflict_table(full, {"runs": runs}))
+    texts = {"extensions": ext, "conflict": conflict,
+             "cost": (REPO / "tables" / "cost.md").read_text(encoding="utf-8"),
+             "verify": (REPO / "tables" / "verify.md").read_text(encoding="utf-8")}
+    table = claims_table(Inputs(config=full, texts=texts, runs=runs))
+    ext_rows = [r for r in table.rows if "carries over to" in r[0]]
+    assert len(ext_rows) == 4  # retrieval and detection × GH, GH++
+    assert {r[1] for r in ext_rows} == {NOT_RESOLVED}
+    assert _verdict(table, "The source and transfer gradients conflict (obtuse angle) during "
+                           "DANN training (digits-mini)") == HOLDS
+    cost = [r for r in table.rows if r[0].startswith("GH costs")]
+    assert cost[0][1] == HOLDS
+    assert _verdict(table, "The published accuracies are reproduced") == UNTESTABLE
+    lower = runs.assign(conflict_fraction=[0.001, 0.002, 0.3, 0.3])
+    texts["conflict"] = to_markdown(conflict_table(full, {"runs": lower}))
+    assert _verdict(claims_table(Inputs(config=full, texts=texts, runs=lower)),
+                    "The source and transfer gradients conflict (obtuse angle) during DANN "
+                    "training (digits-mini)") == FAILS

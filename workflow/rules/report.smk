@@ -181,15 +181,13 @@ if config.get("compute_budget"):
 
 rule claims:
     """A verdict for every claim of the paper (tables/claims.md, .tex), computed from the other
-    tables: it runs after every step whose table it reads."""
+    tables: it runs after every other step (theory, verify, extensions ...)."""
     input:
         config=rules.pipeline_config.output[0],
         paper=PAPER_CONFIG,
         summary=list(SUMMARY.values()),
         tables=TABLE_FILES,
-        theory=rules.theory.output.table,
-        verify=rules.verify.output[0],
-        extensions=EXTENSION_TABLES,
+        steps=CLAIMS_INPUTS,
     output:
         md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
         tex=f"{TABLES}/claims.tex",

@@ -442,7 +442,11 @@ def cost_claims(inputs: Inputs) -> list[Claim]:
 
 def verify_claims(inputs: Inputs) -> list[Claim]:
     """The published accuracies, compared within the config's tolerance (verify.md)."""
-    text = inputs.texts.get("verify", "")
+    if "verify" not in inputs.texts:
+        return [Claim("The published accuracies are reproduced", UNTESTABLE, "no verify.md",
+                      VERIFY_RULE, DASH, inputs.command("verify"), DASH, DASH,
+                      paper_scale(inputs).lstrip("; "))]
+    text = inputs.texts["verify"]
     counts = dict(re.findall(r"(match|differs): (\d+)", text))
     match, differs = int(counts.get("match", 0)), int(counts.get("differs", 0))
     verdict = (UNTESTABLE if match + differs == 0 else FAILS if differs else HOLDS)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ghuda.report.claims import verdict_summary
 from ghuda.report.lookup import dataset_table_stems
-from ghuda.report.outputs import FIGURE_BUILDERS, STEP_TABLES, TABLE_BUILDERS, builders
+from ghuda.report.outputs import FIGURE_BUILDERS, TABLE_BUILDERS, builders, step_outputs
 
 
 def _first_doc_line(obj: Any) -> str:
@@ -49,20 +49,16 @@ def index_markdown(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]
     titles.update((name, build.title) for name, build in builders(TABLE_BUILDERS, config).items())
     for stem, title in titles.items():
         lines.append(f"- [{title}]({stem}.md) ([LaTeX]({stem}.tex))")
-    for name, title in STEP_TABLES:
-        if (tables / name).exists():
-            lines.append(f"- [{title}]({name})")
+    for step in step_outputs(config):
+        if step.title and (tables / step.tables[0]).exists():
+            lines.append(f"- [{step.title}]({step.tables[0]})")
     lines += ["", "## Figures", ""]
     for name, build in builders(FIGURE_BUILDERS, config).items():
         lines += [f"### {name}", "", _first_doc_line(build), "",
                   f"![{name}]({(rel_fig / f'{name}.png').as_posix()}) "
                   f"([PDF]({(rel_fig / f'{name}.pdf').as_posix()}))", ""]
-    for name in ("extension_conflict", "extension_weights_vs_angle"):
-        if config.get("extensions") and (figures / f"{name}.png").exists():
+    for name in [n for step in step_outputs(config) for n in step.figures]:
+        if (figures / f"{name}.png").exists():
             lines += [f"### {name}", "", f"![{name}]({(rel_fig / f'{name}.png').as_posix()})"
                       f" ([PDF]({(rel_fig / f'{name}.pdf').as_posix()}))", ""]
-    if (figures / "theory_violations.png").exists():
-        lines += ["### theory_violations", "",
-                  f"![theory_violations]({(rel_fig / 'theory_violations.png').as_posix()})",
-                  ""]
     return "\n".join(lines).rstrip() + "\n"
