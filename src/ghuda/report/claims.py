@@ -214,13 +214,6 @@ def cost_verdict(rows: Sequence[Mapping[str, str]]) -> tuple[str, str]:
 # ---------------------------------------------------------------- look-ups
 
 
-def row_of(table: Table, column: str, value: str) -> dict[str, str] | None:
-    """The first row whose `column` cell is `value`, as {column: cell}."""
-    idx = table.columns.index(column)
-    return next((dict(zip(table.columns, r, strict=True)) for r in table.rows
-                 if r[idx] == value), None)
-
-
 def method_rows(table: Table, method: str) -> dict[str, dict[str, str]]:
     """A dataset table's rows of `method` (its baseline row and the rows below it), by the
     first cell (the variant's label; the method's label for the baseline)."""
