@@ -11,22 +11,20 @@ import pytest
 from fakeruns import REPO
 
 from ghuda.pipeline.config import load_config
-from ghuda.report.claims import (
+from ghuda.report.claims import Inputs, claims_table, release_table
+from ghuda.report.html import landing_html
+from ghuda.report.index import index_markdown
+from ghuda.report.render import from_markdown, to_markdown
+from ghuda.report.verdicts import (
     FAILS,
     HOLDS,
     NOT_RESOLVED,
     UNTESTABLE,
-    Inputs,
-    claims_table,
     conflict_verdict,
     cost_verdict,
     delta_verdict,
-    release_table,
     theory_verdict,
 )
-from ghuda.report.html import landing_html
-from ghuda.report.index import index_markdown
-from ghuda.report.render import from_markdown, to_markdown
 
 
 @pytest.mark.parametrize(("delta", "div", "verdict"), [

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from conftest import copy_checkout, snakemake
 
-from ghuda.report.claims import VERDICTS
 from ghuda.report.outputs import figure_names, step_outputs, table_names
 from ghuda.report.render import from_markdown
+from ghuda.report.verdicts import VERDICTS
 
 
 def step_tables(config) -> list[str]:
