@@ -42,3 +42,55 @@ def test_readme_ladder_findings_quote_only_numbers_of_the_ladder_table():
     assert numbers, "the findings quote no number"
     missing = [n for n in numbers if n not in table]
     assert not missing, f"numbers not in tables/ladder/ladder.md: {missing}"
+
+
+def test_readme_claims_block_is_the_verdict_summary_of_its_claims_table():
+    from ghuda.report.claims import verdict_summary
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    path, excerpt = _block(readme, "claims")
+    assert path is not None
+    claims = (REPO / path).read_text(encoding="utf-8")
+    assert excerpt.strip() == verdict_summary(claims).strip()
+    assert readme.index("<!-- claims:") < readme.index("## First five minutes")
+
+
+def test_readme_findings_quote_only_numbers_of_their_tables():
+    """Every decimal number and every number with thousands separators of each findings block
+    is in one of the files the block names (separators ignored)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- findings: (.*?) \(.*?-->\n(.*?)\n<!-- /findings -->", readme,
+                        flags=re.DOTALL)
+    assert len(blocks) >= 2, "README.md lacks its findings blocks"
+    for paths, text in blocks:
+        sources = "".join((REPO / p).read_text(encoding="utf-8")
+                          for p in paths.split()).replace(",", "")
+        numbers = re.findall(r"[−+]?\d+\.\d+|\d{1,3}(?:,\d{3})+", text)
+        assert numbers, f"the findings from {paths} quote no number"
+        missing = [n for n in numbers if n.replace(",", "") not in sources]
+        assert not missing, f"numbers in none of {paths}: {missing}"
+
+
+def test_readme_gpu_table_rounds_the_measured_csv():
+    """The README's GPU step-time table: each ms cell is the CSV's ms_per_step rounded, each
+    'x floor' its ratio to the two-pass floor."""
+    import csv
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = list(csv.DictReader((REPO / "benchmarks" / "results" / "gpu_check_cuda.csv")
+                               .open(encoding="utf-8")))
+    ms = {(r["precision"], r["name"]): float(r["ms_per_step"]) for r in rows
+          if r["section"] == "step"}
+    header = re.search(r"^\s*\| \| (plain \|.*)$", readme, flags=re.MULTILINE)
+    assert header, "README.md lacks the GPU table"
+    names = [c.strip().replace("two-pass floor", "floor").replace("three-pass", "three_pass")
+             for c in header.group(1).strip(" |").split("|")]
+    for label, precision in (("fp32", "fp32"), ("bf16 + channels-last", "bf16+channels_last")):
+        line = re.search(rf"^\s*\| {re.escape(label)} \|(.*)$", readme, flags=re.MULTILINE)
+        assert line, label
+        for name, cell in zip(names, line.group(1).strip(" |").split("|"), strict=True):
+            value = ms[(precision, name)]
+            assert cell.split()[0] == f"{value:.1f}", (label, name, cell)
+            ratio = re.search(r"\(([\d.]+)x floor\)", cell)
+            if ratio:
+                assert ratio.group(1) == f"{value / ms[(precision, 'floor')]:.2f}", (label, name)

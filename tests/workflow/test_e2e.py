@@ -19,7 +19,14 @@ import pytest
 import yaml
 from conftest import copy_checkout, snakemake
 
-from ghuda.report.outputs import figure_names, table_names
+from ghuda.report.outputs import figure_names, step_outputs, table_names
+from ghuda.report.render import from_markdown
+from ghuda.report.verdicts import VERDICTS
+
+
+def step_tables(config) -> list[str]:
+    """The table files of the config's pipeline steps besides `ghuda report tables`."""
+    return [name for step in step_outputs(config) for name in step.tables]
 
 
 @pytest.mark.slow
@@ -30,9 +37,9 @@ def test_ci_config_end_to_end(tmp_path):
 
     config = yaml.safe_load((work / "configs" / "ci.yaml").read_text())
     tables, figures = work / config["tables_dir"], work / config["figures_dir"]
-    for name in [*table_names(config), "verify.md", "theory.md", "README.md"]:
+    for name in [*table_names(config), *step_tables(config), "README.md"]:
         assert (tables / name).stat().st_size > 0, name
-    for name in [*figure_names(config), "theory_violations"]:
+    for name in [*figure_names(config), *[f for s in step_outputs(config) for f in s.figures]]:
         for ext in ("png", "pdf"):
             assert (figures / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
     main = (tables / "digits_mini.md").read_text()
@@ -43,8 +50,12 @@ def test_ci_config_end_to_end(tmp_path):
     for caption in ("Image retrieval with text feedback on css_mini", "Object detection on "
                     "det_mini", "recall@1", "mAP@0.5"):
         assert caption in extensions
-    for name in ("extension_conflict", "extension_weights_vs_angle"):
-        assert (figures / f"{name}.png").stat().st_size > 0
+    claims = from_markdown((tables / "claims.md").read_text())[0]
+    assert claims.rows
+    assert all(row[1] in VERDICTS for row in claims.rows)
+    dann = next(r for r in claims.rows if r[0].startswith("GH improves DANN"))
+    assert dann[6].startswith("cpu")  # hardware and time from the runs' cost blocks
+    assert "min in" in dann[7]
 
     again = snakemake("-n", "--configfile", "configs/ci.yaml", cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -58,6 +69,7 @@ def test_ci_config_end_to_end(tmp_path):
         assert name in html
     # the landing page describes the artifact and shows the main tables rendered
     assert "Gradient Harmonization in Unsupervised Domain Adaptation, reproduced" in html
+    assert "Claims of the paper: verdicts" in html
     assert "Main table: digits-mini" in html
     assert 'text-align:left\\">Method</th>' in html  # a rendered table (JSON-escaped)
 
@@ -107,5 +119,5 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path):
     assert metrics["cost"]["resumed"] is True
     config = yaml.safe_load((work / "configs" / "ci.yaml").read_text())
     tables = work / config["tables_dir"]
-    for name in [*table_names(config), "verify.md", "theory.md", "README.md"]:
+    for name in [*table_names(config), *step_tables(config), "README.md"]:
         assert (tables / name).stat().st_size > 0, name

@@ -64,8 +64,37 @@ def test_default_dry_run_trains_the_default_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = load_config(REPO / "configs" / "default.yaml")
     assert _train_jobs(proc.stdout, results) == _batches(config)
-    for rule in ("aggregate", "tables", "theory", "verify", "report"):
+    for rule in ("aggregate", "tables", "theory", "verify", "claims", "report"):
         assert re.search(rf"^rule {rule}:", proc.stdout, flags=re.MULTILINE), rule
+
+
+@pytest.mark.parametrize("configfile", [
+    "configs/default.yaml", "configs/ci.yaml", "configs/ladder.yaml",
+    pytest.param("configs/digits_full.yaml", marks=pytest.mark.slow)])
+def test_claims_rule_reads_every_other_step_and_the_report_waits_for_it(configfile, tmp_path):
+    """The claims table needs the theory, verify, extension ... outputs (issue 28): its rule
+    takes every other step output of the config as input, and the report rule takes it."""
+    from ghuda.pipeline.config import load_config
+    from ghuda.report.outputs import step_files
+
+    config = load_config(REPO / configfile)
+    tables, figures = str(tmp_path / "t"), str(tmp_path / "f")
+    proc = snakemake("-n", "--configfile", configfile, "--config",
+                     f"results_dir={tmp_path / 'results'}", f"tables_dir={tables}",
+                     f"figures_dir={figures}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def inputs(rule: str) -> set[str]:
+        found = re.search(rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    input: (.*)$",
+                          proc.stdout, flags=re.MULTILINE)
+        assert found, rule
+        return set(found.group(1).split(", "))
+
+    needed = step_files(config, tables, figures, without="claims")
+    assert f"{tables}/theory.md" in needed
+    assert set(needed) <= inputs("claims")
+    assert f"{tables}/extensions.md" in needed or not config.get("extensions")
+    assert f"{tables}/claims.md" in inputs("report")
 
 
 def test_ladder_dry_run_trains_every_rung_from_one_data_rule(tmp_path):

@@ -1,5 +1,6 @@
 # Shared definitions: the run grid, paths and helpers used by every rule file.
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import yaml
 from ghuda.extensions.grid import expand_extension_runs
 from ghuda.pipeline.batches import stale, train_batches
 from ghuda.pipeline.grid import expand_runs, task_dir
-from ghuda.report.outputs import figure_names, table_names
+from ghuda.report.outputs import figure_names, step_files, table_names
 
 
 
@@ -162,20 +163,18 @@ SUMMARY = {
 TABLE_FILES = [f"{TABLES}/{n}" for n in table_names(config)]
 LANDING = f"{RES}/report/tables.html"  # workflow/report/workflow.rst embeds this file
 FIGURE_NAMES = figure_names(config)
+# the config file the claims table's regenerating commands name
+CONFIGFILE = (os.path.relpath(workflow.configfiles[0], workflow.basedir)
+              if workflow.configfiles else "configs/default.yaml")
+# the claims table reads every other step's output (ghuda.report.outputs.STEP_OUTPUTS)
+CLAIMS_INPUTS = step_files(config, TABLES, FIGURES, without="claims")
 
 
 def final_outputs():
     """Every table and figure of the config: the report rule's inputs."""
     out = list(TABLE_FILES)
     out += [f"{FIGURES}/{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "pdf")]
-    out += [f"{TABLES}/theory.md", f"{FIGURES}/theory_violations.png",
-            f"{FIGURES}/theory_violations.pdf", f"{TABLES}/verify.md", f"{TABLES}/fidelity.md"]
-    if config.get("compute_budget"):
-        out += [f"{TABLES}/compute_budget.md", f"{TABLES}/compute_budget_jobs.csv"]
-    if config.get("extensions"):
-        out += [f"{TABLES}/extensions.md", f"{TABLES}/extensions.tex"]
-        out += [f"{FIGURES}/{n}.{ext}" for n in ("extension_conflict",
-                "extension_weights_vs_angle") for ext in ("png", "pdf")]
+    out += step_files(config, TABLES, FIGURES)
     return out
 
 

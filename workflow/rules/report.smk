@@ -102,6 +102,8 @@ rule theory:
         pdf=f"{FIGURES}/theory_violations.pdf",
     log:
         f"{RES}/logs/theory.log",
+    benchmark:
+        f"{RES}/benchmarks/theory.tsv"
     params:
         results=lambda w, input: Path(input.summary[0]).parent.parent,
         tables=lambda w, output: Path(output.table).parent,
@@ -177,6 +179,36 @@ if config.get("compute_budget"):
             " > {log:q} 2>&1"
 
 
+rule claims:
+    """A verdict for every claim of the paper (tables/claims.md, .tex), computed from the other
+    tables: it runs after every other step (theory, verify, extensions ...)."""
+    input:
+        config=rules.pipeline_config.output[0],
+        paper=PAPER_CONFIG,
+        summary=list(SUMMARY.values()),
+        tables=TABLE_FILES,
+        steps=CLAIMS_INPUTS,
+    output:
+        md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
+        tex=f"{TABLES}/claims.tex",
+    log:
+        f"{RES}/logs/claims.log",
+    params:
+        summary=lambda w, input: Path(input.summary[0]).parent,
+        tables=lambda w, output: Path(output.md).parent,
+        figures=lambda w: FIGURES,
+        configfile=lambda w: CONFIGFILE,
+        benchmark=lambda w: f"{RES}/benchmarks/theory.tsv",
+        results=lambda w: RES,
+    conda:
+        ENV
+    shell:
+        "ghuda report claims --config {input.config:q} --tables {params.tables:q}"
+        " --summary {params.summary:q} --paper {input.paper:q} --figures {params.figures:q}"
+        " --configfile {params.configfile:q} --theory-benchmark {params.benchmark:q}"
+        " --results {params.results:q} --out {output.md:q} > {log:q} 2>&1"
+
+
 rule report:
     """An index of every table and figure with the headline numbers (tables/README.md)."""
     input:
@@ -202,6 +234,7 @@ rule landing:
         config=rules.pipeline_config.output[0],
         tables=TABLE_FILES,
         verify=rules.verify.output[0],
+        claims=rules.claims.output.md,
     output:
         report(LANDING, caption="../report/landing.rst", category="Index"),
     log:

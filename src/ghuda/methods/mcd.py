@@ -128,6 +128,15 @@ class MCD(Method):
                 why="the VisDA numbers cannot come from the script as shipped; dropping the "
                     "unknown flag is the smallest change that runs",
                 where=("visda2017", None), status=release.RUNS_NOT),
+            release.Item(
+                item="--GH flag", released="--GH is type=bool with default True (argparse "
+                "turns any given value into True) and the GH branch is tested before the GH++ "
+                "one: the README's \"GH++\" command runs GH",
+                source="mcd/mcd.py:228-249, 431-434", switch=release.NO_SWITCH,
+                released_value=None,
+                alternative="ghuda's +GH++ row runs GH++ (harmonizer.name: ghpp), its +GH row GH",
+                why="published MCD \"+GH++\" numbers are GH numbers; tables/verify.md says so",
+                status=release.NOT_REPRODUCED),
             release.oracle_item(
                 "per epoch, the better of F1 and F2 on target labels (max(results)); the "
                 "best epoch's value is reported", "mcd/mcd.py:136-157, 313-365",

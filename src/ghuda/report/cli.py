@@ -10,6 +10,9 @@
     ghuda report index     --config C --tables tables --figures figures --out tables/README.md
     ghuda report fidelity  --config C --paper configs/paper.yaml --out tables/fidelity.md
     ghuda report landing   --config C --tables tables --out results/<name>/report/tables.html
+    ghuda report claims    --config C --tables tables --summary S --paper configs/paper.yaml
+                           --out tables/claims.md [--figures F] [--configfile F]
+                           [--theory-benchmark TSV] [--results results/<name>]
 
 C is a pipeline config (configs/*.yaml, or the resolved results/<name>/pipeline_config.yaml).
 Errors name the file and key and exit with status 1; nothing half-written is left behind.
@@ -53,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         "paper config)", "paper", "out")
     add("landing", "render the main tables as HTML (the HTML report's landing page)",
         "tables", "out")
+    claims = add("claims", "write the claims table (tables/claims.md and .tex)", "tables",
+                 "summary", "paper", "out")
+    claims.add_argument("--figures", default="figures", help="the config's figures folder")
+    claims.add_argument("--configfile", default="configs/default.yaml",
+                        help="the config file the regenerating commands name")
+    claims.add_argument("--theory-benchmark", default=None,
+                        help="Snakemake benchmark file of the theory step (its wall time)")
+    claims.add_argument("--results", default=None,
+                        help="results/<name> (the extension runs' devices)")
     return parser
 
 
@@ -114,6 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.step == "verify":
         return _verify(config, summary, args)
+    if args.step == "claims":
+        return _claims(config, summary, args)
     if args.step == "budget":
         from ghuda.report.budget import write_budget
 
@@ -122,6 +136,33 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} and {args.jobs}: {hours:,.0f} GPU hours estimated")
         return 0
     raise AssertionError(args.step)  # argparse restricts the choices
+
+
+def _claims(config, summary, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ghuda.report.claims import (
+        benchmark_seconds,
+        claims_latex,
+        claims_markdown,
+        extension_devices,
+        read_inputs,
+    )
+    from ghuda.runs import write_text
+
+    paper = load_config(args.paper)
+    seconds = benchmark_seconds(args.theory_benchmark)
+    inputs = read_inputs(
+        config, args.tables, summary["runs"], figures_dir=Path(args.figures).as_posix(),
+        configfile=args.configfile,
+        paper_datasets=[d.get("label", n) for n, d in paper["datasets"].items()],
+        seconds={} if seconds is None else {"theory": seconds},
+        extension_devices=extension_devices(args.results) if args.results else [])
+    out = Path(args.out)
+    write_text(out, claims_markdown(inputs))
+    write_text(out.with_suffix(".tex"), claims_latex(inputs))
+    print(f"wrote {out} and {out.with_suffix('.tex')}")
+    return 0
 
 
 def _verify(config, summary, args: argparse.Namespace) -> int:

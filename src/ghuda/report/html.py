@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ghuda.report.claims import verdict_summary
 from ghuda.report.lookup import dataset_table_stems
 from ghuda.report.outputs import table_stems
 
@@ -97,10 +98,15 @@ def markdown_html(text: str) -> str:
 
 
 def landing_html(config: Mapping[str, Any], tables_dir: str | os.PathLike[str]) -> str:
-    """The main tables of a run, rendered: each dataset's table, the verification verdict and
-    the model-selection protocols (read from the Markdown files under `tables_dir`)."""
+    """The main tables of a run, rendered: the claims' verdicts first, each dataset's table,
+    the verification verdict and the model-selection protocols (read from the Markdown files
+    under `tables_dir`)."""
     tables = Path(tables_dir)
     parts = [STYLE, '<div class="ghuda-tables">']
+    claims = tables / "claims.md"
+    if claims.exists():
+        parts += ["<h2>Claims of the paper: verdicts</h2>",
+                  markdown_html(verdict_summary(claims.read_text(encoding="utf-8")))]
     for stem in dataset_table_stems(config):
         label = config["datasets"][stem].get("label", stem)
         parts += [f"<h2>Main table: {html.escape(label)}</h2>",

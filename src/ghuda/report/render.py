@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 DASH = "—"
@@ -99,3 +100,36 @@ def to_latex(table: Table) -> str:
                      r" \\ ".join(latex_escape(n) for n in table.notes))
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+def _split_row(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|"))
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def from_markdown(text: str) -> list[Table]:
+    """The pipe tables of a Markdown text written by `to_markdown` (or any GitHub pipe table),
+    in order; a table's caption is the bold line or heading just above it ('' if none).
+    The inverse of `to_markdown` for captions, columns and cells (notes are not read)."""
+    tables: list[Table] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if not (lines[i].lstrip().startswith("|") and i + 1 < len(lines)
+                and re.fullmatch(r"\s*\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*", lines[i + 1])):
+            i += 1
+            continue
+        above = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
+        caption = (above.strip("*") if above.startswith("**")
+                   else above.lstrip("#").strip() if above.startswith("#") else "")
+        columns = _split_row(lines[i])
+        table = Table(caption=caption, columns=columns,
+                      align="".join("r" if c.strip().endswith(":") and not c.strip()
+                                    .startswith(":") else "l"
+                                    for c in _split_row(lines[i + 1])))
+        i += 2
+        while i < len(lines) and lines[i].lstrip().startswith("|"):
+            table.add(_split_row(lines[i]))
+            i += 1
+        tables.append(table)
+    return tables
