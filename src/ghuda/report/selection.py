@@ -112,6 +112,9 @@ def selection_table(config: Mapping[str, Any], summary: Mapping[str, pd.DataFram
     runs = with_columns(summary["runs"], [metric_column(config, d, p) for d in stems
                                           for p in directions])
     evals = with_columns(summary["eval"], [f"{SCORE_PREFIX}{n}" for n in directions])
+    missing = [n for n in directions
+               if not any(runs[metric_column(config, d, n)].notna().any() for d in stems)]
+    directions = {n: up for n, up in directions.items() if n not in missing}
     table = Table(
         caption=("Model selection: target accuracy (%) each protocol selects, its gap to "
                  "oracle, rank correlation with target accuracy, and Δ to the baseline"),
@@ -132,6 +135,10 @@ def selection_table(config: Mapping[str, Any], summary: Mapping[str, pd.DataFram
                                config["variants"][variant]["label"], *cells])
                 table.end_group()
     table.notes += selection_notes(directions, settings(config).tables.confidence)
+    if missing:
+        table.notes.append(f"Not recorded by any run of this config: {', '.join(missing)} "
+                           "(runs trained before the validators, issue 27; retraining the "
+                           "runs records them).")
     return table
 
 
