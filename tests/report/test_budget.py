@@ -254,3 +254,18 @@ def test_backbone_pass_script_writes_what_the_budget_reads(tmp_path):
     assert set(passes.ms) == {("digit_cnn", 2, 32, 1)}
     assert 0.0 < passes.of(("digit_cnn", 2, 32, 1)) < 5000.0
     assert "torch" in passes.describe([("digit_cnn", 2, 32, 1)])
+
+
+def test_eval_forward_is_per_image_for_a_batchnorm1d_backbone():
+    """The released Digits DTN has BatchNorm1d: a training-mode batch of one cannot pass it,
+    so the per-image evaluation forward is the batch's forward / batch (FLOPs are linear in
+    the batch), and the paper config's DTN jobs have an estimate."""
+    fwd8, _ = budget.backbone_flops("dtn", 8, 32)
+    fwd16, _ = budget.backbone_flops("dtn", 16, 32)
+    assert fwd16 == pytest.approx(2 * fwd8)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        budget.backbone_flops("dtn", 1, 32)
+    target = load_config(REPO / "configs" / "paper.yaml")
+    run = next(r for r in expand_runs(target)
+               if r.run_config.get("model", {}).get("backbone") == "dtn")
+    assert budget.job_estimate(target, run, ratio=2.0)["gpu_hours"] > 0

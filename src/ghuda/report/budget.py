@@ -189,8 +189,9 @@ def job_estimate(target: Mapping[str, Any], run: Run, ratio: float,
         raise ValueError(f"{run.rel_dir}: the target config sets no model.backbone")
     steps, batch = int(train["steps"]), int(train["batch_size"])
     size = int(ds.get("image_size", 224))
-    _, fb = backbone_flops(backbone, batch, size)
-    fwd1, _ = backbone_flops(backbone, 1, size)
+    fwd, fb = backbone_flops(backbone, batch, size)
+    fwd1 = fwd / batch  # per image: FLOPs are linear in the batch (and a batch of one cannot
+    # pass a training-mode BatchNorm1d, as the released LeNet / DTN have)
     source, target_domain = split_task(run.task)
     images = ds.get("domain_images", {})
     eval_images = images.get(target_domain, 0) + SOURCE_VAL_FRACTION * images.get(source, 0)
