@@ -278,7 +278,7 @@ def test_train_help_shows_out_as_required(capsys):
 def test_report_help_lists_fidelity(capsys):
     text = _help(["report"], capsys)
     assert "ghuda report fidelity --config C --paper configs/paper.yaml" in text
-    assert "{aggregate,tables,figure,verify,budget,index,fidelity,landing}" in text
+    assert "{aggregate,tables,figure,verify,budget,index,fidelity,landing,claims}" in text
     assert "fidelity write the fidelity table" in text
 
 
