@@ -57,12 +57,14 @@ def evaluation_pass(trainer: Trainer) -> Evidence:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "digits_mini.yaml"))
+    parser.add_argument("--data-root", type=Path, default=ROOT / "data",
+                        help="folder holding digits_mini/ (default: the checkout's data/)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "validators_cpu.csv")
     args = parser.parse_args(argv)
-    cfg = config.load(args.config, [f"dataset.root={ROOT / 'data'}", "train.device=cpu",
+    cfg = config.load(args.config, [f"dataset.root={args.data_root}", "train.device=cpu",
                                     "train.threads=1"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), bar=False)

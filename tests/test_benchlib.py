@@ -151,13 +151,14 @@ def test_data_loading_csv_columns(tmp_path):
 
 
 @pytest.mark.slow
-def test_validators_benchmark_times_every_registered_validator(tmp_path):
+def test_validators_benchmark_times_every_registered_validator(tmp_path, digits_mini_root):
     from ghuda.engine.validators import VALIDATORS
 
     out = tmp_path / "v.csv"
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "validators.py"), "--repeats", "1", "--warmup", "0",
-         "--out", str(out)], capture_output=True, text=True, check=False, timeout=600)
+         "--data-root", str(digits_mini_root), "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     assert [r["what"] for r in rows] == ["pass", *VALIDATORS.names(), "all validators"]
