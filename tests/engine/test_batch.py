@@ -91,6 +91,11 @@ def test_batch_equals_runs_alone_and_reads_the_data_once(alone, make_cfg, tmp_pa
         "completed", "diverged", "completed"]
     assert "recorded as diverged" in (tmp_path / "logs" / "diverged.log").read_text()
     assert "run 3/3" in capsys.readouterr().err
+    # a later run's peak is its own, not ~0 because it reused the heap an earlier run freed
+    peaks = {name: json.loads((tmp_path / name / "metrics.json").read_text())["cost"]
+             for name in ("gh", "plain")}
+    if all(c["peak_mem_kind"] == "cpu_rss_delta" for c in peaks.values()):
+        assert peaks["plain"]["peak_mem_mb"] > 0.4 * peaks["gh"]["peak_mem_mb"]
 
     # complete runs are skipped; a changed request retrains only its run
     stamps = {n: (tmp_path / n / "metrics.json").stat().st_mtime_ns for n in RUNS}

@@ -7,11 +7,17 @@
   (``cpu_rss_delta``: what training added on top of the loaded process: activations,
   gradients, optimizer state). ``peak_rss_mb`` reports the whole-process peak as well.
   Where the peak cannot be reset, the kind is ``cpu_peak_rss_process`` (whole process since
-  its start).
+  its start). Before the baseline is read, memory the process has freed is returned to the
+  operating system (`release_free_memory`): a process that trains several runs
+  (``ghuda train-batch``) would otherwise serve a later run from the heap an earlier one freed,
+  and that run's delta would read 0.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 import sys
 from pathlib import Path
@@ -31,6 +37,20 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
+def release_free_memory() -> bool:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc
+    ``malloc_trim(0)``); False where the C library has no ``malloc_trim`` (not glibc)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -41,6 +61,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
+        release_free_memory()
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.reset_ok = True
