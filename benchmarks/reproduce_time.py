@@ -12,7 +12,10 @@ the digit CNN (``benchmarks/harmonizer_step.py --models digit_cnn --only sum --t
 the measurement whose 2026-12-01 value is in benchmarks/results/harmonizer_step_cpu.csv, so
 that times taken on different days, or on a machine that became slower, can be compared
 (`speed_vs_reference`: reference step / this step). Appends one row to the CSV (earlier rows
-are kept); a phase that fails stops the script with its exit status and writes no row.
+are kept) and rewrites the Markdown table beside it (same name, ``.md``: minutes to one
+decimal, the table the README's timing statements are checked against); a phase that fails
+stops the script with its exit status and writes no row. ``--table-only`` rewrites the table
+from the CSV.
 """
 
 from __future__ import annotations
@@ -55,6 +58,38 @@ def calibration_step_ms() -> float:
         return float(next(csv.DictReader(out.open()))["wall_median_ms"])
 
 
+def markdown(rows: list[dict[str, str]]) -> str:
+    """The CSV's rows as a Markdown table (minutes to one decimal, one row per measurement)."""
+    def minutes(row: dict[str, str], key: str) -> str:
+        return f"{float(row[key]) / 60:.1f}"
+
+    def number(value: str, digits: int) -> str:
+        return "—" if value == "" else f"{float(value):.{digits}f}"
+
+    lines = ["**Wall time on a fresh clone (benchmarks/reproduce_time.py)**", "",
+             "| date | revision | command | install (min) | pipeline (min) | install + "
+             "pipeline (min) | load before | digit-CNN step (ms) | speed vs 2026-12-01 |",
+             "|:---|:---|:---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['date'][:10]} | {row['rev']} | `{row['command']}` | "
+                     f"{minutes(row, 'install_s')} | {minutes(row, 'pipeline_s')} | "
+                     f"{float(row['install_and_pipeline_min']):.1f} | {row['load_before']} | "
+                     f"{number(row['calibration_step_ms'], 2)} | "
+                     f"{number(row['speed_vs_reference'], 2)} |")
+    lines += ["", "digit-CNN step: median wall time of one plain DANN-style step of the digit "
+              "CNN (benchmarks/harmonizer_step.py, `sum`, 2 threads) measured just before the "
+              "clone; speed vs 2026-12-01: that day's step (benchmarks/results/"
+              "harmonizer_step_cpu.csv) divided by this one (below 1: a slower machine)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, rows: list[dict[str, str]]) -> None:
+    """The CSV and its Markdown table (`markdown`)."""
+    write_csv(out, FIELDS, rows)
+    out.with_suffix(".md").write_text(markdown(
+        list(csv.DictReader(out.open()))), encoding="utf-8")
+
+
 def timed(command: list[str], cwd: Path, log: Path) -> float:
     """Run `command` in `cwd` (output to `log`); its wall seconds, or exit with its status."""
     start = time.perf_counter()
@@ -77,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--install", default="make venv", help="installation command (make venv)")
     ap.add_argument("--no-calibration", action="store_true", help="skip the step benchmark")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/reproduce_time.csv")
+    ap.add_argument("--table-only", action="store_true", help="rewrite the Markdown table "
+                    "from --out and time nothing")
     args = ap.parse_args(argv)
+    if args.table_only:
+        if not args.out.exists():
+            raise SystemExit(f"reproduce_time: {args.out} does not exist")
+        write_outputs(args.out, list(csv.DictReader(args.out.open())))
+        return 0
 
     rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=args.repo, check=True,
                          capture_output=True, text=True).stdout.strip()
@@ -105,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
            "speed_vs_reference": "" if None in (calibration, reference)
            else reference / calibration}
     rows = list(csv.DictReader(args.out.open())) if args.out.exists() else []
-    write_csv(args.out, FIELDS, [*rows, row])
+    write_outputs(args.out, [*rows, row])
     print(f"reproduce_time: {rev}: clone {clone_s:.0f} s, install {install_s:.0f} s, "
           f"pipeline {pipeline_s:.0f} s ({row['install_and_pipeline_min']:.1f} min with the "
           f"installation); clone in {clone}; wrote {args.out}")

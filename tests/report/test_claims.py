@@ -41,7 +41,9 @@ def test_delta_rule_reaches_every_verdict(delta, div, verdict):
 
 def test_delta_rule_words_no_effect_within_two_points():
     assert "no effect beyond ±2 points" in delta_verdict("−0.5 [−1.4, +0.4]")[1]
-    assert "wider than ±2" in delta_verdict("+9.6 [−12.8, +32.1]")[1]
+    assert "reaches beyond ±2" in delta_verdict("+9.6 [−12.8, +32.1]")[1]
+    # narrow (half-width 1.75) but not inside ±2: not "no effect", though measured to ±2
+    assert "reaches beyond ±2" in delta_verdict("−1.8 [−3.5, +0.0]")[1]
 
 
 def test_theory_rule():

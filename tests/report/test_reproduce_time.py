@@ -50,6 +50,13 @@ def test_row_holds_each_phase_and_appends(tmp_path: Path, reproduce_time):
     assert float(row["total_min"]) == pytest.approx(sum(phases) / 60, abs=1e-3)
     assert row["calibration_step_ms"] == ""
     assert row["speed_vs_reference"] == ""
+    table = out.with_suffix(".md").read_text().splitlines()
+    measured = [line for line in table if line.startswith("| 2")]
+    assert len(measured) == 2
+    assert f"| {float(row['install_and_pipeline_min']):.1f} |" in measured[0]
+    out.with_suffix(".md").unlink()  # --table-only writes it again from the CSV
+    assert reproduce_time.main(["--table-only", "--out", str(out)]) == 0
+    assert out.with_suffix(".md").read_text().splitlines() == table
 
 
 def test_failing_phase_exits_with_its_status_and_writes_nothing(tmp_path: Path,
@@ -62,6 +69,11 @@ def test_failing_phase_exits_with_its_status_and_writes_nothing(tmp_path: Path,
     assert err.value.code == 2  # make's status when a recipe fails
     assert "make reproduce failed" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_table_only_needs_the_csv(tmp_path: Path, reproduce_time):
+    with pytest.raises(SystemExit, match="does not exist"):
+        reproduce_time.main(["--table-only", "--out", str(tmp_path / "none.csv")])
 
 
 def test_reference_is_the_committed_digit_cnn_step(reproduce_time):

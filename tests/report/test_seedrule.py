@@ -80,8 +80,8 @@ def _row(table, method: str, variant: str) -> list[str]:
 
 def test_table_on_the_fixture_runs(fx_summary):
     """DANN + GH on the fixture: 3 pairs per task, each task's differences 1, 1.5, 2 (sd 0.5):
-    interval [+0.9, +2.1] (tests/report/test_tables_golden.py), within ±2; the rule asks for
-    its minimum. +GH++ adds exactly 2: a collapsed interval, within ±2."""
+    interval [+0.9, +2.1] (tests/report/test_tables_golden.py), half-width ≤ 2; the rule asks for
+    its minimum. +GH++ adds exactly 2: a collapsed interval, half-width ≤ 2."""
     config, summary = fx_summary
     table = seed_rule_table(config, summary)
     gh = _row(table, "DANN", "+GH")

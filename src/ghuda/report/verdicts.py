@@ -74,7 +74,7 @@ def delta_verdict(delta: str, diverged: str = "0/0") -> tuple[str, str]:
         return FAILS, f"Δ {delta}"
     within = low >= -NO_EFFECT_PP and high <= NO_EFFECT_PP
     return NOT_RESOLVED, (f"Δ {delta}: no effect beyond ±{NO_EFFECT_PP:g} points" if within
-                          else f"Δ {delta}: interval wider than ±{NO_EFFECT_PP:g} points")
+                          else f"Δ {delta}: interval reaches beyond ±{NO_EFFECT_PP:g} points")
 
 
 def theory_verdict(rows: Mapping[str, list[list[str]]], ids: Sequence[str]) -> tuple[str, str]:
