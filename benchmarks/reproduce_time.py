@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -91,10 +92,14 @@ def write_outputs(out: Path, rows: list[dict[str, str]]) -> None:
 
 
 def timed(command: list[str], cwd: Path, log: Path) -> float:
-    """Run `command` in `cwd` (output to `log`); its wall seconds, or exit with its status."""
+    """Run `command` in `cwd` (output to `log`) with the clone's .venv/bin first on PATH, as
+    `make` puts it (the pipeline's rules call `ghuda` by name); its wall seconds, or exit with
+    its status."""
+    env = {**os.environ, "PATH": f"{cwd / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
     with log.open("w") as out:
-        status = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+        status = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                env=env).returncode
     if status:
         print(f"reproduce_time: {' '.join(command)} failed with exit status {status} (log: "
               f"{log})", file=sys.stderr)
