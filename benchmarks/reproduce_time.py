@@ -77,10 +77,13 @@ def markdown(rows: list[dict[str, str]]) -> str:
                      f"{float(row['install_and_pipeline_min']):.1f} | {row['load_before']} | "
                      f"{number(row['calibration_step_ms'], 2)} | "
                      f"{number(row['speed_vs_reference'], 2)} |")
+    refs = {row["reference_step_ms"] for row in rows if row["reference_step_ms"]}
+    ref_text = "".join(f", {float(r):.2f} ms" for r in sorted(refs))
     lines += ["", "digit-CNN step: median wall time of one plain DANN-style step of the digit "
               "CNN (benchmarks/harmonizer_step.py, `sum`, 2 threads) measured just before the "
               "clone; speed vs 2026-12-01: that day's step (benchmarks/results/"
-              "harmonizer_step_cpu.csv) divided by this one (below 1: a slower machine)."]
+              f"harmonizer_step_cpu.csv{ref_text}) divided by this one (below 1: a slower "
+              "machine)."]
     return "\n".join(lines) + "\n"
 
 
