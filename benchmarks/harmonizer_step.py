@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
 import json
 import os
 import re
@@ -98,6 +97,8 @@ def _proc_status_kb(field: str) -> int:
 
 def _rss_step_memory(step, optimizer, steps: int = 3) -> list[float]:
     """Resident-set growth of each of `steps` steps over the state before it, in bytes."""
+    from ghuda.engine.memory import release_free_memory
+
     libc = ctypes.CDLL("libc.so.6")
     for param, value in _MALLOPT.items():
         libc.mallopt(param, value)
@@ -105,8 +106,7 @@ def _rss_step_memory(step, optimizer, steps: int = 3) -> list[float]:
     peaks = []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        gc.collect()
-        libc.malloc_trim(0)
+        release_free_memory()
         state = _proc_status_kb("VmRSS") * 1024
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # VmHWM := VmRSS
