@@ -202,12 +202,36 @@ def test_a_checkpoint_of_another_config_is_refused_and_fresh_starts_over(
     with pytest.raises(Interrupted):
         loop.ExtensionRun(cfg, tmp_path / "r").run()
     other = _config("gh", checkpoint_every=5, lr=0.01)
-    with pytest.raises(runs.RunFolderError, match="checkpoint of another config"):
+    with pytest.raises(runs.RunFolderError, match=r"different configuration: .*train\.lr"):
         loop.ExtensionRun(other, tmp_path / "r").run()
     metrics = loop.ExtensionRun(other, tmp_path / "r").run(fresh=True)
     assert metrics["status"] == "completed"
     assert not metrics["cost"]["resumed"]
     assert yaml.safe_load((tmp_path / "r" / runs.CONFIG).read_text())["train"]["lr"] == 0.01
+
+
+def test_a_completed_run_is_answered_from_its_folder_and_another_config_refused(tmp_path):
+    """As a UDA run's folder (`ghuda.engine.identity`): the same config again is not retrained,
+    another config is refused with the differing key named, and nothing is overwritten."""
+    cfg = _config("gh")
+    first = loop.ExtensionRun(cfg, tmp_path / "r").run()
+    folder = runs.RunFolder(tmp_path / "r")
+    files = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.all()
+             if path.exists()}
+    again = loop.ExtensionRun(cfg, tmp_path / "r").run()
+    assert again == folder.read_metrics()
+    assert again["cost"]["wall_s"] == first["cost"]["wall_s"]
+    with pytest.raises(runs.RunFolderError,
+                       match=r"completed run of a different configuration: .*train\.lr"):
+        loop.ExtensionRun(_config("gh", lr=0.01), tmp_path / "r").run()
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.all()
+            if path.exists()} == files
+
+
+def test_a_folder_another_process_holds_is_refused_untouched(tmp_path):
+    with runs.RunFolder(tmp_path / "r").lock(), pytest.raises(runs.RunFolderBusy):
+        loop.ExtensionRun(_config(), tmp_path / "r").run()
+    assert not (tmp_path / "r" / runs.CONFIG).exists()
 
 
 def test_a_corrupt_checkpoint_exits_with_the_folder_status(tmp_path, interrupt_at, capsys):

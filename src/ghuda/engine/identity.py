@@ -8,6 +8,10 @@ folder's ``config.yaml`` with the resolved config and names the differing keys; 
 compares a recorded data fingerprint with the data now on disk and names the differing files.
 A folder written before fingerprints were recorded has none: that is "not recorded", never a
 mismatch, so that existing completed runs are not retrained.
+
+`completed_metrics` and `prepare_folder` are the two looks at a folder that every kind of run
+(`ghuda.engine.trainer`, `ghuda.extensions.loop`) takes, under the folder's lock, before it
+trains: "is this run already complete?" and "where does it start?".
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import yaml
 
 from ghuda import config as config_mod
+from ghuda.engine import checkpoint as ckpt
 from ghuda.runs import RunFolder, RunFolderError
 
 FRESH = "pass --fresh to discard it and train again"
@@ -86,3 +91,36 @@ def check_data(recorded: dict[str, Any] | None, current: dict[str, Any], where: 
             f"{where} was written by a run that read other data: {', '.join(differing)} of "
             f"{current['dataset']} differ from what it recorded. Put that data back (e.g. "
             f"rebuild it as it was), or {FRESH} on the data now in place.")
+
+
+def completed_metrics(folder: RunFolder, cfg: dict[str, Any], sha: str) -> dict[str, Any] | None:
+    """The ``metrics.json`` of a completed run of `cfg` (config hash `sha`) in `folder`, or None
+    when it holds no completed run. An unreadable one, or one of another config (also one whose
+    ``config.yaml`` was edited to match), is a RunFolderError: never overwritten silently."""
+    if not folder.metrics.exists():
+        return None
+    try:
+        metrics = folder.read_metrics()
+        recorded = metrics["provenance"]["config_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunFolderError(f"{folder.metrics} is unreadable ({err}); delete it or pass "
+                             "--fresh") from None
+    check_config(folder, cfg, sha, recorded_sha=recorded)
+    return metrics
+
+
+def prepare_folder(folder: RunFolder, cfg: dict[str, Any], sha: str,
+                   fresh: bool) -> dict[str, Any] | None:
+    """Create `folder` and drop half-written temporaries; with `fresh`, delete its files. Else
+    check its ``config.yaml`` against `cfg` and return its checkpoint's state (written for
+    config hash `sha`; `ghuda.engine.checkpoint.load`), or None when it has none."""
+    folder.out.mkdir(parents=True, exist_ok=True)
+    folder.remove_temporaries()
+    if fresh:
+        for path in folder.all():
+            path.unlink(missing_ok=True)
+        return None
+    check_config(folder, cfg, sha)
+    if not folder.checkpoint.exists():
+        return None
+    return ckpt.load(folder.checkpoint, sha)

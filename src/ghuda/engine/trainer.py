@@ -38,7 +38,12 @@ from ghuda.engine import checkpoint as ckpt
 from ghuda.engine.amp import LossScaler
 from ghuda.engine.data import SOURCE_STREAM, TARGET_STREAM, BatchStream, load_splits
 from ghuda.engine.evaluate import evaluate_splits, on_device, target_images, write_features
-from ghuda.engine.identity import check_config, check_data, data_fingerprint
+from ghuda.engine.identity import (
+    check_data,
+    completed_metrics,
+    data_fingerprint,
+    prepare_folder,
+)
 from ghuda.engine.interrupt import StopRequest
 from ghuda.engine.loop import Cadence, LoopClock, LoopTask, run_loop
 from ghuda.engine.memory import PeakMemory
@@ -93,15 +98,9 @@ class Trainer(LoopTask):
         """
         self.folder.check_is_folder()
         f = self.folder
-        if self.fresh or not f.metrics.exists():
+        metrics = None if self.fresh else completed_metrics(f, self.cfg, self.sha)
+        if metrics is None:
             return None
-        try:
-            metrics = f.read_metrics()
-            sha = metrics["provenance"]["config_sha256"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise RunFolderError(f"{f.metrics} is unreadable ({err}); delete it or pass "
-                                 "--fresh") from None
-        check_config(f, self.cfg, self.sha, recorded_sha=sha)
         check_data(metrics["provenance"].get("data"), self.data_fingerprint(), str(f.metrics))
         if not self.train_cfg["keep_checkpoint"]:
             f.checkpoint.unlink(missing_ok=True)
@@ -109,19 +108,10 @@ class Trainer(LoopTask):
 
     def _prepare_folder(self) -> dict[str, Any] | None:
         """Handle an existing run folder; returns a checkpoint state to resume from, or None."""
-        f = self.folder
-        f.out.mkdir(parents=True, exist_ok=True)
-        f.remove_temporaries()
-        if self.fresh:
-            for path in f.all():
-                path.unlink(missing_ok=True)
-            return None
-        check_config(f, self.cfg, self.sha)
-        if not f.checkpoint.exists():
-            return None
-        state = ckpt.load(f.checkpoint, self.sha)
-        check_data(state.get("data"), self.data_fingerprint(), str(f.checkpoint),
-                   ckpt.CheckpointError)
+        state = prepare_folder(self.folder, self.cfg, self.sha, self.fresh)
+        if state is not None:
+            check_data(state.get("data"), self.data_fingerprint(), str(self.folder.checkpoint),
+                       ckpt.CheckpointError)
         return state
 
     # ------------------------------------------------------------------ building

@@ -20,7 +20,10 @@ it is recorded as ``status: diverged`` with its ``failure``. With ``train.checkp
 harmonizer, RNG states, evaluations and the history's length) every that many steps; started
 again on the same folder and config it resumes there, to the same bytes as an uninterrupted
 run (the batch streams depend only on the seed, so they are replayed to the step), unless
-``fresh``. Without checkpoints an interrupted run starts over.
+``fresh``. Without checkpoints an interrupted run starts over. The folder is handled as a UDA
+run's (`ghuda.engine.identity`, under `RunFolder.lock`): a completed run of the same config is
+answered from its ``metrics.json``, a folder of another config is refused with the differing
+keys named.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import yaml
 from ghuda import runs
 from ghuda.engine import checkpoint
 from ghuda.engine.amp import LossScaler
+from ghuda.engine.identity import completed_metrics, prepare_folder
 from ghuda.engine.loop import Cadence, LoopClock, LoopTask, run_loop
 from ghuda.engine.metrics import document, failure_record, provenance
 from ghuda.engine.optim import GroupOptimizers, check_coverage, check_groups
@@ -92,17 +96,6 @@ class ExtensionRun(LoopTask):
         check_coverage(task, groups)
         return task, data
 
-    def _resumable(self, config_text: str) -> dict[str, Any] | None:
-        """The checkpoint of an interrupted run of this config in the folder, else None."""
-        if not (self.folder.checkpoint.is_file() and self.folder.config.is_file()
-                and self.folder.history.is_file()):
-            return None
-        if self.folder.config.read_text(encoding="utf-8") != config_text:
-            raise runs.RunFolderError(
-                f"{self.folder.out} holds a checkpoint of another config; start over with "
-                "--fresh (or use another folder)")
-        return checkpoint.load(self.folder.checkpoint, _sha256(config_text))
-
     def _setup(self) -> None:
         """The runtime, task, data, optimizers, harmonizer and the run's generator."""
         cfg, train = self.cfg, self.cfg["train"]
@@ -129,13 +122,21 @@ class ExtensionRun(LoopTask):
 
     def run(self, fresh: bool = False) -> dict[str, Any]:
         """Train (resuming from the folder's checkpoint unless `fresh`), evaluate, write the
-        folder; returns metrics.json's content."""
-        cfg, train = self.cfg, self.cfg["train"]
+        folder; returns metrics.json's content. A folder that already holds this run, completed,
+        is answered from its metrics.json. Runs under the folder's lock (`RunFolder.lock`); the
+        folder's config is checked as a UDA run's is (`ghuda.engine.identity`)."""
         self.folder.check_is_folder()
-        self.folder.out.mkdir(parents=True, exist_ok=True)
+        with self.folder.lock():
+            return self._run(fresh)
+
+    def _run(self, fresh: bool) -> dict[str, Any]:
+        cfg, train = self.cfg, self.cfg["train"]
         config_text = yaml.safe_dump(cfg, sort_keys=True)
         sha = _sha256(config_text)
-        state = None if fresh else self._resumable(config_text)
+        done_before = None if fresh else completed_metrics(self.folder, cfg, sha)
+        if done_before is not None:
+            return done_before
+        state = prepare_folder(self.folder, cfg, sha, fresh)
         if state is None:
             for path in self.folder.all():
                 path.unlink(missing_ok=True)
