@@ -18,9 +18,8 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from ghuda.runs import write_with
-from ghuda.theory.suite import Grid, TheoryReport
+from ghuda.theory.suite import GRID_TITLES, Grid, TheoryReport
 
-TITLES = {"gh": "GH", "ghpp": "GH++ as released", "ghpp_exact": "exact GH++"}
 MAX_POINTS = 3000
 # No creation dates: the same checks give byte-identical files.
 METADATA: dict[str, dict[str, None]] = {"png": {}, "pdf": {"CreationDate": None, "ModDate": None}}
@@ -36,8 +35,9 @@ def _overlay(ax: plt.Axes, report: TheoryReport) -> None:
 
 def draw(report: TheoryReport) -> plt.Figure:
     grid: Grid = report.grid  # type: ignore[assignment]
-    panels = [k for k in TITLES if k in grid.min_cos] + (["gap"] if grid.gap_deg is not None
-                                                          else [])
+    panels = [k for k in GRID_TITLES if k in grid.min_cos]
+    if grid.gap_deg is not None:
+        panels.append("gap")
     ncols = 2
     nrows = (len(panels) + 1) // 2
     fig, axes = plt.subplots(nrows, ncols, figsize=(10, 4 * nrows), squeeze=False,
@@ -58,7 +58,7 @@ def draw(report: TheoryReport) -> plt.Figure:
                            linewidths=1.0)
             fig.colorbar(im, ax=ax, label="min cos(update, g_i)")
             share = 100 * float(np.mean(values < 0))
-            ax.set_title(f"{TITLES[key]}: conflict on {share:.3g}% of the grid")
+            ax.set_title(f"{GRID_TITLES[key]}: conflict on {share:.3g}% of the grid")
         _overlay(ax, report)
         ax.set_xlabel("θ = angle(g1, g2) (deg)")
         ax.set_ylabel("log10 |g2| / |g1|")

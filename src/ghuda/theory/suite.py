@@ -47,6 +47,12 @@ class Settings:
                    grid=(46, 31), quick=True)
 
 
+# The harmonizers drawn on the figure's grid (shipped code, t = 0.5), with their titles.
+GRID_TITLES = {"gh": "GH", "ghpp": "GH++ as released", "ghpp_exact": "exact GH++"}
+# The two GH++ the grid compares in words (tables/theory.md) and by update direction.
+GRID_GHPP = ("ghpp", "ghpp_exact")
+
+
 @dataclass(frozen=True)
 class Grid:
     """Shipped harmonizers on a (theta, log10 |g2|/|g1|) grid of 2-D pairs, t = 0.5."""
@@ -133,21 +139,21 @@ def grid_pairs(settings: Settings) -> tuple[np.ndarray, np.ndarray, Pairs]:
 def compute_grid(settings: Settings, subjects: dict[str, Subject]) -> Grid:
     thetas, ratios, pairs = grid_pairs(settings)
     shape = (len(ratios), len(thetas))
-    outs = pairwise.evaluate_all({"gh", "ghpp", "ghpp_exact"}, subjects, pairs)
+    outs = pairwise.evaluate_all(set(GRID_TITLES), subjects, pairs)
     min_cos = {k: smallest_task_cosine(o).reshape(shape) for k, o in outs.items()}
-    gap = (direction_gap(outs["ghpp"], outs["ghpp_exact"]).reshape(shape)
-           if {"ghpp", "ghpp_exact"} <= outs.keys() else None)
+    gap = (direction_gap(*(outs[k] for k in GRID_GHPP)).reshape(shape)
+           if set(GRID_GHPP) <= outs.keys() else None)
     return Grid(thetas, ratios, min_cos, gap)
 
 
 def grid_text(grid: Grid) -> list[str]:
     """Conflict regions of the released and exact GH++ on the grid (shipped code, t = 0.5)."""
     lines = []
-    names = {"ghpp": "GH++ as released", "ghpp_exact": "exact GH++"}
     unit = np.argmin(np.abs(grid.log_ratio))
-    for key, title in names.items():
+    for key in GRID_GHPP:
         if key not in grid.min_cos:
             continue
+        title = GRID_TITLES[key]
         conflict = grid.min_cos[key] < 0
         frac = 100 * conflict.mean()
         at_one = grid.theta_deg[conflict[unit]]
@@ -261,7 +267,7 @@ def run_checks(settings: Settings, subjects: dict[str, Subject] | None = None,
                     for k in ("gh", "pcgrad", "ghpp", "ghpp_exact")]
     by_key["L"] = [logged.weights_part(history, report.runs_note)]
     lap("sampled parts")
-    if {"gh", "ghpp", "ghpp_exact"} & subjects.keys():
+    if GRID_TITLES.keys() & subjects.keys():
         report.grid = compute_grid(settings, subjects)
     lap("figure grid")
 
