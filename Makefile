@@ -17,8 +17,14 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
 		-c requirements.lock -e '.[dev]'
+	@# pip byte-compiles on one core, compileall on every core (the install column of
+	@# benchmarks/results/reproduce_time.md). Like pip, it leaves a file that does not compile
+	@# under this Python (torch ships Python 3.12-only test helpers) as a source file.
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > $(VENV)/compileall.log 2>&1 \
+		|| echo "make venv: files that do not compile under this Python stay source files," \
+			"as pip leaves them: $(VENV)/compileall.log"
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
